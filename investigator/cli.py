@@ -1,0 +1,134 @@
+"""The `forensics` command line.
+
+Errors the user can fix (bad files, unknown formats) print one clear line and exit
+with status 2; anything else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from enum import Enum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.text import Text
+
+from tools.errors import ForensicsError
+from tools.formats import FORMAT_NAMES, get_importer, load_transcript
+from tools.formats.native import dumps as dump_native
+from tools.incident import Incident, is_incident_file, load_incident
+from tools.transcript import Transcript
+
+app = typer.Typer(
+    name="forensics",
+    help="Investigate why an AI agent took a concerning action.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+class ExportTarget(str, Enum):
+    native = "native"
+    anthropic = "anthropic"
+    openai = "openai"
+
+
+FormatOpt = Annotated[
+    str | None,
+    typer.Option("--format", "-f", help=f"Transcript format, detected when omitted: {', '.join(FORMAT_NAMES)}."),
+]
+SampleOpt = Annotated[str | None, typer.Option("--sample", help="Sample id inside an Inspect log.")]
+EpochOpt = Annotated[int | None, typer.Option("--epoch", help="Epoch of the sample inside an Inspect log.")]
+
+
+def _load_any(path: Path, fmt: str | None, sample: str | None, epoch: int | None) -> Transcript | Incident:
+    if fmt is None and is_incident_file(path):
+        return load_incident(path)
+    return load_transcript(path, format=fmt, sample_id=sample, epoch=epoch)
+
+
+@app.command()
+def show(
+    path: Annotated[Path, typer.Argument(help="An incident file (YAML/JSON) or a transcript in any supported format.")],
+    format: FormatOpt = None,
+    sample: SampleOpt = None,
+    epoch: EpochOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the normalized transcript as JSON.")] = False,
+    max_chars: Annotated[int, typer.Option(help="Clip each text field to this many characters (0: no limit).")] = 2000,
+) -> None:
+    """Render a transcript or incident: CoT dimmed, tool calls highlighted, the flagged step marked."""
+    loaded = _load_any(path, format, sample, epoch)
+    transcript = loaded.transcript if isinstance(loaded, Incident) else loaded
+    if as_json:
+        sys.stdout.write(dump_native(transcript) + "\n")
+        return
+    if isinstance(loaded, Incident):
+        from investigator.console import render_incident
+
+        render_incident(console, loaded, max_chars=max_chars or None)
+    else:
+        from investigator.console import render_transcript
+
+        render_transcript(console, loaded, max_chars=max_chars or None)
+
+
+@app.command()
+def export(
+    path: Annotated[Path, typer.Argument(help="A transcript or incident file.")],
+    to: Annotated[ExportTarget, typer.Option("--to", help="Target: request params for an API, or native JSON.")],
+    format: FormatOpt = None,
+    sample: SampleOpt = None,
+    epoch: EpochOpt = None,
+) -> None:
+    """Print a transcript as Anthropic or OpenAI request parameters, or as native JSON."""
+    loaded = _load_any(path, format, sample, epoch)
+    transcript = loaded.transcript if isinstance(loaded, Incident) else loaded
+    if to is ExportTarget.native:
+        sys.stdout.write(dump_native(transcript) + "\n")
+        return
+    if to is ExportTarget.anthropic:
+        from tools.formats.anthropic import to_anthropic_params
+
+        params = to_anthropic_params(transcript)
+    else:
+        from tools.formats.openai import to_openai_params
+
+        params = to_openai_params(transcript)
+    sys.stdout.write(json.dumps(params, indent=2, ensure_ascii=False) + "\n")
+
+
+@app.command()
+def formats() -> None:
+    """List the transcript formats that can be read."""
+    for name in FORMAT_NAMES:
+        console.print(f"[bold]{name:12}[/bold] {get_importer(name).description}")
+
+
+@app.command()
+def demo(
+    examples: Annotated[Path, typer.Option(help="Folder of example transcripts and incidents.")] = Path("examples"),
+) -> None:
+    """Run the most complete path that exists today on the shipped examples."""
+    from investigator.demo import run_demo
+
+    run_demo(console, examples)
+
+
+def main() -> None:
+    """Entry point: run the app, turning the toolkit's own errors into one clear line."""
+    try:
+        app()
+    except ForensicsError as exc:
+        err_console.print(Text.assemble(("error: ", "bold red"), str(exc)), highlight=False, soft_wrap=True)
+        raise SystemExit(2) from None
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,75 @@
+"""Check that exporting a transcript to an API's request format and reading it back
+keeps the conversation: the test of an exporter/importer pair, and a demo step."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tools.errors import ExportError, FormatError
+from tools.transcript import ThinkingBlock, Transcript
+
+
+def content_view(transcript: Transcript, *, keep_signatures: bool = True) -> dict[str, Any]:
+    """What a round trip must preserve: system prompt, tools, and each message's role and
+    blocks. Message ids and metadata are bookkeeping, not content. OpenAI has no field
+    for thinking signatures, so comparisons through it drop them."""
+    messages = []
+    for msg in transcript.messages:
+        blocks = []
+        for block in msg.content:
+            dumped = block.model_dump(mode="json")
+            if isinstance(block, ThinkingBlock) and not keep_signatures:
+                dumped.pop("signature", None)
+            blocks.append(dumped)
+        messages.append({"role": msg.role, "content": blocks})
+    return {
+        "system": transcript.system,
+        "tools": [t.model_dump(mode="json") for t in transcript.tools],
+        "messages": messages,
+    }
+
+
+def _first_difference(a: Any, b: Any, path: str = "") -> str | None:
+    if type(a) is not type(b):
+        return f"{path or '$'}: {type(a).__name__} != {type(b).__name__}"
+    if isinstance(a, dict):
+        for key in sorted(set(a) | set(b)):
+            if key not in a or key not in b:
+                return f"{path}.{key}: present on one side only"
+            found = _first_difference(a[key], b[key], f"{path}.{key}")
+            if found:
+                return found
+        return None
+    if isinstance(a, list):
+        if len(a) != len(b):
+            return f"{path}: {len(a)} items != {len(b)} items"
+        for i, (x, y) in enumerate(zip(a, b, strict=True)):
+            found = _first_difference(x, y, f"{path}[{i}]")
+            if found:
+                return found
+        return None
+    return None if a == b else f"{path}: {a!r} != {b!r}"[:200]
+
+
+def roundtrip_differences(transcript: Transcript) -> dict[str, list[str]]:
+    """For each API format, the differences after export and re-import (empty: identity)."""
+    from tools.formats.anthropic import parse as parse_anthropic
+    from tools.formats.anthropic import to_anthropic_params
+    from tools.formats.openai import parse as parse_openai
+    from tools.formats.openai import to_openai_params
+
+    out: dict[str, list[str]] = {}
+    for name, export, parse, keep_sig in (
+        ("anthropic", to_anthropic_params, parse_anthropic, True),
+        ("openai", to_openai_params, parse_openai, False),
+    ):
+        try:
+            back = parse(export(transcript), source=f"<{name} export>")
+        except (ExportError, FormatError) as exc:
+            out[name] = [f"cannot export: {exc}"]
+            continue
+        diff = _first_difference(
+            content_view(transcript, keep_signatures=keep_sig), content_view(back, keep_signatures=keep_sig)
+        )
+        out[name] = [diff] if diff else []
+    return out

@@ -1,0 +1,256 @@
+"""Incident files: what a monitor flagged, in which transcript, and how to rebuild it.
+
+An incident file (YAML or JSON) names a transcript (a path relative to the incident
+file, or the transcript inline), the `flag` (which assistant turn / tool call is the
+concerning action and why the monitor flagged it), the `environment` needed to
+rebuild the world (a scenario id, or an image plus files), the `subject` to resample,
+and the `behavior` detector that says whether a rollout repeats the action.
+
+Every validation problem raises `IncidentError` naming the file, the field and what
+was expected there.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from tools.errors import FormatError, IncidentError
+from tools.formats import FORMAT_NAMES, load_transcript
+from tools.formats.base import json_path
+from tools.formats.native import parse as parse_native_transcript
+from tools.transcript import Transcript, Turn
+
+INCIDENT_SUFFIXES = {".yaml", ".yml"}
+
+
+class _Spec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Flag(_Spec):
+    """The concerning action. `turn` is the assistant turn index (negative counts from
+    the end); `tool_use_id` narrows it to one call of that turn."""
+
+    turn: int
+    tool_use_id: str | None = None
+    reason: str = Field(min_length=1)
+    monitor: str | None = None
+    score: float | None = None
+
+
+class Environment(_Spec):
+    """How to rebuild the world the subject acted in: a registered scenario (with knob
+    settings), or a container image plus files written into the workspace."""
+
+    scenario: str | None = None
+    knobs: dict[str, Any] = Field(default_factory=dict)
+    image: str | None = None
+    files: dict[str, str] = Field(default_factory=dict)
+    workdir: str = "/workspace"
+
+    @model_validator(mode="after")
+    def _needs_a_world(self) -> Environment:
+        if self.scenario is None and self.image is None:
+            raise ValueError("give either `scenario` (a scenario id) or `image` (a container image, with `files`)")
+        return self
+
+
+class Subject(_Spec):
+    """The model to resample, as a registry string such as ``anthropic/claude-sonnet-4-5``."""
+
+    model: str = Field(min_length=1)
+    temperature: float | None = None
+    max_tokens: int | None = None
+
+
+class RegexDetector(_Spec):
+    """Matches a regular expression in the subject's tool calls, text or thinking."""
+
+    kind: Literal["regex"]
+    pattern: str
+    target: Literal["tool_calls", "text", "thinking", "any"] = "tool_calls"
+    tool: str | None = None
+    ignore_case: bool = False
+
+    @model_validator(mode="after")
+    def _compiles(self) -> RegexDetector:
+        import re
+
+        try:
+            re.compile(self.pattern)
+        except re.error as exc:
+            raise ValueError(f"pattern is not a valid regular expression: {exc}") from None
+        return self
+
+
+class CommandDetector(_Spec):
+    """Runs a command in the sandbox after the episode; the behaviour happened when its
+    exit code equals `expect_exit`."""
+
+    kind: Literal["command"]
+    command: str = Field(min_length=1)
+    expect_exit: int = 0
+    timeout_s: float = 30.0
+
+
+class LLMDetector(_Spec):
+    """Asks a grader model to judge the episode with a rubric prompt from `prompts/`."""
+
+    kind: Literal["llm"]
+    rubric: str = Field(min_length=1)
+    model: str | None = None
+
+
+class CompositeDetector(_Spec):
+    """All (`all`) or any (`any`) of several detectors."""
+
+    kind: Literal["all", "any"]
+    of: list[DetectorSpec] = Field(min_length=1)
+
+
+DetectorSpec = Annotated[
+    RegexDetector | CommandDetector | LLMDetector | CompositeDetector,
+    Field(discriminator="kind"),
+]
+CompositeDetector.model_rebuild()
+
+
+class IncidentFile(_Spec):
+    """The incident file as written: the transcript is still a reference."""
+
+    id: str | None = None
+    description: str | None = None
+    transcript: str | dict[str, Any]
+    transcript_format: str | None = None
+    sample_id: str | None = None
+    epoch: int | None = None
+    flag: Flag
+    environment: Environment
+    subject: Subject
+    behavior: DetectorSpec
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+
+class Incident(BaseModel):
+    """A resolved incident: the spec plus the loaded transcript."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: str
+    description: str | None = None
+    transcript: Transcript
+    flag: Flag
+    environment: Environment
+    subject: Subject
+    behavior: DetectorSpec
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    source_path: str | None = None
+
+    @property
+    def flagged_turn(self) -> Turn:
+        """The flagged assistant turn."""
+        return self.transcript.turn(self.flag.turn)
+
+    @property
+    def flagged_turn_index(self) -> int:
+        """The flagged turn as a non-negative index."""
+        return self.flagged_turn.index
+
+
+def _error(path: Path, field: str, message: str) -> IncidentError:
+    return IncidentError(f"{path}: field `{field}`: {message}")
+
+
+def _read_spec(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise IncidentError(f"{path}: file not found") from None
+    except (UnicodeDecodeError, IsADirectoryError) as exc:
+        raise IncidentError(f"{path}: cannot read as UTF-8 text ({exc.__class__.__name__})") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        raise IncidentError(f"{path}: not valid YAML/JSON{where}: {getattr(exc, 'problem', exc)}") from None
+    if not isinstance(data, dict):
+        raise IncidentError(f"{path}: an incident file must be a mapping with keys transcript, flag, environment, subject, behavior")
+    return data
+
+
+def load_incident(path: str | Path) -> Incident:
+    """Read and validate an incident file, loading the transcript it points at."""
+    p = Path(path)
+    data = _read_spec(p)
+    try:
+        spec = IncidentFile.model_validate(data)
+    except ValidationError as exc:
+        err = exc.errors(include_url=False)[0]
+        loc = [x for x in err["loc"] if not (isinstance(x, str) and ("[" in x or x.startswith("function-")))]
+        msg = "this field is required" if err["type"] == "missing" else err["msg"]
+        if err["type"] == "extra_forbidden":
+            msg = "unexpected field (check the spelling; see docs/incidents.md)"
+        raise _error(p, json_path(loc), msg) from None
+    if spec.transcript_format is not None and spec.transcript_format not in FORMAT_NAMES:
+        raise _error(p, "transcript_format", f"unknown format {spec.transcript_format!r}; expected one of {', '.join(FORMAT_NAMES)}")
+
+    if isinstance(spec.transcript, str):
+        transcript_path = (p.parent / spec.transcript).resolve()
+        if not transcript_path.exists():
+            raise _error(p, "transcript", f"file {spec.transcript!r} not found (looked at {transcript_path})")
+        try:
+            transcript = load_transcript(
+                transcript_path, format=spec.transcript_format, sample_id=spec.sample_id, epoch=spec.epoch
+            )
+        except FormatError as exc:
+            raise _error(p, "transcript", f"the transcript could not be read: {exc}") from None
+    else:
+        try:
+            transcript = parse_native_transcript(spec.transcript, source=f"{p} (inline transcript)")
+        except FormatError as exc:
+            raise _error(p, "transcript", f"inline transcript is not a model-forensics transcript: {exc}") from None
+
+    turns = transcript.turns()
+    if not turns:
+        raise _error(p, "flag.turn", "the transcript has no assistant turn to flag")
+    if not -len(turns) <= spec.flag.turn < len(turns):
+        raise _error(
+            p, "flag.turn", f"turn {spec.flag.turn} does not exist; the transcript has {len(turns)} assistant turns (0..{len(turns) - 1})"
+        )
+    turn = turns[spec.flag.turn]
+    if spec.flag.tool_use_id is not None and spec.flag.tool_use_id not in {u.id for u in turn.tool_uses}:
+        ids = ", ".join(u.id for u in turn.tool_uses) or "none"
+        raise _error(
+            p, "flag.tool_use_id", f"{spec.flag.tool_use_id!r} is not a tool call of turn {turn.index} (its calls: {ids})"
+        )
+
+    return Incident(
+        id=spec.id or p.stem,
+        description=spec.description,
+        transcript=transcript,
+        flag=spec.flag,
+        environment=spec.environment,
+        subject=spec.subject,
+        behavior=spec.behavior,
+        metadata=spec.metadata,
+        source_path=str(p),
+    )
+
+
+def is_incident_file(path: str | Path) -> bool:
+    """Whether a file is an incident (YAML, or JSON with `flag` and `transcript` keys)."""
+    p = Path(path)
+    if p.suffix.lower() in INCIDENT_SUFFIXES:
+        return True
+    if p.suffix.lower() != ".json":
+        return False
+    try:
+        data = yaml.safe_load(p.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return False
+    return isinstance(data, dict) and "flag" in data and "transcript" in data
