@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import sys
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
@@ -34,7 +34,7 @@ console = Console()
 err_console = Console(stderr=True)
 
 
-class ExportTarget(str, Enum):
+class ExportTarget(StrEnum):
     native = "native"
     anthropic = "anthropic"
     openai = "openai"

@@ -101,7 +101,9 @@ def render_transcript(
     meta.append(f"{len(transcript.messages)} messages, {len(transcript.turns())} assistant turns")
     console.print(Rule(Text(" · ".join(meta), style="bold")))
     if transcript.system:
-        console.print(Panel(Text(_clip(transcript.system, max_chars)), title="system", title_align="left", border_style="magenta"))
+        console.print(
+            Panel(Text(_clip(transcript.system, max_chars)), title="system", title_align="left", border_style="magenta")
+        )
     if transcript.tools:
         console.print(Text.assemble(("tools: ", "bold"), ", ".join(t.name for t in transcript.tools)))
     turn = 0

@@ -26,7 +26,9 @@ def run_demo(console: Console, examples: Path) -> None:
     """Load, validate, render and round-trip everything under `examples`."""
     if not examples.is_dir():
         raise ForensicsError(f"{examples}: examples folder not found; run from the project root or pass --examples")
-    files = sorted(p for p in examples.iterdir() if p.is_file() and p.suffix in {".json", ".jsonl", ".eval", ".yaml", ".yml"})
+    files = sorted(
+        p for p in examples.iterdir() if p.is_file() and p.suffix in {".json", ".jsonl", ".eval", ".yaml", ".yml"}
+    )
     table = Table(title="examples read", title_justify="left")
     for column in ("file", "kind", "format", "messages", "turns", "tool calls", "round trip anthropic/openai"):
         table.add_column(column)
@@ -44,7 +46,9 @@ def run_demo(console: Console, examples: Path) -> None:
         diffs = roundtrip_differences(transcript)
         trip = " / ".join("ok" if not diffs[t] else f"differs: {diffs[t][0]}" for t in ("anthropic", "openai"))
         calls = sum(len(t.tool_uses) for t in transcript.turns())
-        table.add_row(path.name, kind, fmt, str(len(transcript.messages)), str(len(transcript.turns())), str(calls), trip)
+        table.add_row(
+            path.name, kind, fmt, str(len(transcript.messages)), str(len(transcript.turns())), str(calls), trip
+        )
     for incident in incidents:
         render_incident(console, incident, max_chars=400)
     console.print(table)

@@ -48,4 +48,6 @@ def engine_status() -> EngineStatus:
     except EngineUnavailable as exc:
         return EngineStatus(False, str(exc))
     version = client.version()
-    return EngineStatus(True, f"Docker engine {version.get('Version', '?')} ({version.get('Os', '?')}/{version.get('Arch', '?')})")
+    return EngineStatus(
+        True, f"Docker engine {version.get('Version', '?')} ({version.get('Os', '?')}/{version.get('Arch', '?')})"
+    )

@@ -11,8 +11,8 @@ from __future__ import annotations
 import hashlib
 import io
 import shutil
-import subprocess
 import struct
+import subprocess
 import tarfile
 from pathlib import Path
 from typing import Any
@@ -40,9 +40,15 @@ def _has_interpreter(path: Path) -> bool:
     is64, little = data[4] == 2, data[5] == 1
     end = "<" if little else ">"
     if is64:
-        phoff, phentsize, phnum = struct.unpack_from(end + "Q", data, 0x20)[0], *struct.unpack_from(end + "HH", data, 0x36)
+        phoff, phentsize, phnum = (
+            struct.unpack_from(end + "Q", data, 0x20)[0],
+            *struct.unpack_from(end + "HH", data, 0x36),
+        )
     else:
-        phoff, phentsize, phnum = struct.unpack_from(end + "I", data, 0x1C)[0], *struct.unpack_from(end + "HH", data, 0x2A)
+        phoff, phentsize, phnum = (
+            struct.unpack_from(end + "I", data, 0x1C)[0],
+            *struct.unpack_from(end + "HH", data, 0x2A),
+        )
     pt_interp = 3
     return any(struct.unpack_from(end + "I", data, phoff + i * phentsize)[0] == pt_interp for i in range(phnum))
 

@@ -179,7 +179,9 @@ def _read_spec(path: Path) -> dict[str, Any]:
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
         raise IncidentError(f"{path}: not valid YAML/JSON{where}: {getattr(exc, 'problem', exc)}") from None
     if not isinstance(data, dict):
-        raise IncidentError(f"{path}: an incident file must be a mapping with keys transcript, flag, environment, subject, behavior")
+        raise IncidentError(
+            f"{path}: an incident file must be a mapping with keys transcript, flag, environment, subject, behavior"
+        )
     return data
 
 
@@ -197,7 +199,11 @@ def load_incident(path: str | Path) -> Incident:
             msg = "unexpected field (check the spelling; see docs/incidents.md)"
         raise _error(p, json_path(loc), msg) from None
     if spec.transcript_format is not None and spec.transcript_format not in FORMAT_NAMES:
-        raise _error(p, "transcript_format", f"unknown format {spec.transcript_format!r}; expected one of {', '.join(FORMAT_NAMES)}")
+        raise _error(
+            p,
+            "transcript_format",
+            f"unknown format {spec.transcript_format!r}; expected one of {', '.join(FORMAT_NAMES)}",
+        )
 
     if isinstance(spec.transcript, str):
         transcript_path = (p.parent / spec.transcript).resolve()
@@ -220,13 +226,18 @@ def load_incident(path: str | Path) -> Incident:
         raise _error(p, "flag.turn", "the transcript has no assistant turn to flag")
     if not -len(turns) <= spec.flag.turn < len(turns):
         raise _error(
-            p, "flag.turn", f"turn {spec.flag.turn} does not exist; the transcript has {len(turns)} assistant turns (0..{len(turns) - 1})"
+            p,
+            "flag.turn",
+            f"turn {spec.flag.turn} does not exist; "
+            f"the transcript has {len(turns)} assistant turns (0..{len(turns) - 1})",
         )
     turn = turns[spec.flag.turn]
     if spec.flag.tool_use_id is not None and spec.flag.tool_use_id not in {u.id for u in turn.tool_uses}:
         ids = ", ".join(u.id for u in turn.tool_uses) or "none"
         raise _error(
-            p, "flag.tool_use_id", f"{spec.flag.tool_use_id!r} is not a tool call of turn {turn.index} (its calls: {ids})"
+            p,
+            "flag.tool_use_id",
+            f"{spec.flag.tool_use_id!r} is not a tool call of turn {turn.index} (its calls: {ids})",
         )
 
     return Incident(

@@ -206,9 +206,7 @@ class Transcript(BaseModel):
         try:
             return turns[k]
         except IndexError:
-            raise TranscriptError(
-                f"turn {k} does not exist: the transcript has {len(turns)} assistant turns"
-            ) from None
+            raise TranscriptError(f"turn {k} does not exist: the transcript has {len(turns)} assistant turns") from None
 
     def prefix(self, k: int) -> Transcript:
         """The transcript truncated before turn *k*: what the subject saw when it
@@ -285,7 +283,9 @@ class Transcript(BaseModel):
         try:
             block = self.messages[span.message].content[span.block]
         except IndexError:
-            raise TranscriptError(f"span points at message {span.message} block {span.block}, which does not exist") from None
+            raise TranscriptError(
+                f"span points at message {span.message} block {span.block}, which does not exist"
+            ) from None
         text: Any
         if isinstance(block, TextBlock):
             text = block.text

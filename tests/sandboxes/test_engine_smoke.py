@@ -37,7 +37,9 @@ def test_engine_status_reports_version(docker: Any) -> None:
 
 
 def test_container_runs_as_unprivileged_user_without_network(docker: Any, busybox_tag: str) -> None:
-    code, out = _run(docker, busybox_tag, "id -u; ls /sys/class/net; wget -T 2 -q -O- http://1.1.1.1 || echo NO_NETWORK")
+    code, out = _run(
+        docker, busybox_tag, "id -u; ls /sys/class/net; wget -T 2 -q -O- http://1.1.1.1 || echo NO_NETWORK"
+    )
     assert code == 0
     lines = out.split()
     assert lines[0] == "1000"

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from tools.errors import FormatError
 from tools.formats.base import Importer, LoadOptions, read_json, validate
 from tools.transcript import SCHEMA_VERSION, Transcript
 
@@ -32,10 +33,9 @@ def parse(data: Any, *, source: str) -> Transcript:
         data = {k: v for k, v in data.items() if k != "format"}
         version = data.get("schema_version", SCHEMA_VERSION)
         if isinstance(version, int) and version > SCHEMA_VERSION:
-            from tools.errors import FormatError
-
             raise FormatError(
-                f"schema_version {version} is newer than this program understands ({SCHEMA_VERSION}); upgrade model-forensics",
+                f"schema_version {version} is newer than this program understands ({SCHEMA_VERSION}); "
+                "upgrade model-forensics",
                 source=source,
                 location="schema_version",
             )
