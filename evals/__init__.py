@@ -1,1 +1,2 @@
-"""evals package."""
+"""Scenarios and model organisms (declarative specs + data), ground-truth grading and
+the benchmark runner."""

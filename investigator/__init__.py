@@ -1,1 +1,2 @@
-"""investigator package."""
+"""The investigator agent and its products (graph, planners, report, judge) and the
+`forensics` command line."""
