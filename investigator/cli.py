@@ -121,6 +121,57 @@ def demo(
     run_demo(console, examples)
 
 
+sandbox_app = typer.Typer(help="Build sandbox images, and remove what earlier runs left behind.", no_args_is_help=True)
+app.add_typer(sandbox_app, name="sandbox")
+
+
+class BuildMethod(StrEnum):
+    auto = "auto"
+    dockerfile = "dockerfile"
+    debootstrap = "debootstrap"
+
+
+@sandbox_app.command("build")
+def sandbox_build(
+    method: Annotated[BuildMethod, typer.Option(help="auto: Dockerfile when a registry answers, else debootstrap.")] = (
+        BuildMethod.auto
+    ),
+    force: Annotated[bool, typer.Option(help="Rebuild even when the image is up to date.")] = False,
+) -> None:
+    """Build the Debian base image (python3, git, mypy) without needing a registry."""
+    from sandboxes.engine import docker_client
+    from sandboxes.images import build_base_image
+
+    client = docker_client(timeout=900)
+    tag = build_base_image(client, method=method.value, force=force, log=lambda m: console.print(f"[dim]·[/dim] {m}"))
+    console.print(f"[bold green]base image:[/bold green] {tag} (also tagged model-forensics/base:latest)")
+
+
+@sandbox_app.command("prune")
+def sandbox_prune(
+    everything: Annotated[
+        bool, typer.Option("--all", help="Remove every labelled container and snapshot, not only stale ones.")
+    ] = False,
+) -> None:
+    """Remove sandbox containers and snapshot images whose owning process is gone."""
+    from sandboxes.docker import sweep_stale
+    from sandboxes.engine import docker_client
+
+    removed = sweep_stale(docker_client(), everything=everything)
+    console.print(f"removed {removed['containers']} container(s) and {removed['images']} snapshot image(s)")
+
+
+@sandbox_app.command("status")
+def sandbox_status() -> None:
+    """Say which backend investigations would use here, and why."""
+    from sandboxes.registry import choose_backend
+
+    choice = choose_backend()
+    console.print(f"[bold]backend:[/bold] {choice.name}")
+    if choice.note:
+        console.print(Text(choice.note, style="yellow"))
+
+
 def main() -> None:
     """Entry point: run the app, turning the toolkit's own errors into one clear line."""
     try:

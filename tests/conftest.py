@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from sandboxes.docker import owner_id
 from sandboxes.engine import LABEL, docker_client
 from sandboxes.errors import EngineUnavailable
 
@@ -30,7 +31,8 @@ def docker() -> Iterator[Any]:
             pytest.fail(f"FORENSICS_REQUIRE_DOCKER=1 but {exc}")
         pytest.skip(f"Docker tests skipped: {exc}")
     yield client
-    leftovers = client.containers.list(all=True, filters={"label": LABEL})
+    mine = f"{LABEL}.owner={owner_id()}"
+    leftovers = client.containers.list(all=True, filters={"label": mine})
     for container in leftovers:
         container.remove(force=True)
     assert not leftovers, f"tests leaked labelled containers: {[c.name for c in leftovers]}"
@@ -42,3 +44,18 @@ def busybox_tag(docker: Any) -> str:
     from sandboxes.images import busybox_image
 
     return busybox_image(docker)
+
+
+@pytest.fixture(scope="session")
+def base_image(docker: Any) -> str:
+    """The Debian base image (python3, git, mypy), built once (minutes) and cached by
+    its recipe hash. Building needs root and debootstrap; CI has both."""
+    from sandboxes.errors import ImageBuildError
+    from sandboxes.images import build_base_image
+
+    try:
+        return build_base_image(docker)
+    except ImageBuildError as exc:
+        if REQUIRE_DOCKER:
+            pytest.fail(f"FORENSICS_REQUIRE_DOCKER=1 but the base image cannot be built: {exc}")
+        pytest.skip(f"base image unavailable: {exc}")
