@@ -38,3 +38,9 @@ class IncidentError(ForensicsError):
 
 class TranscriptError(ForensicsError):
     """An operation on a transcript addressed something that does not exist."""
+
+
+class EditError(ForensicsError):
+    """A context or environment edit matched nothing, pointed nowhere, or could not be
+    applied (e.g. removing a tool the transcript already called). The message names the
+    edit and what was searched, so an edit never silently does nothing."""
