@@ -16,7 +16,7 @@ import struct
 import subprocess
 import tarfile
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -252,7 +252,7 @@ def build_base_image(
 # ------------------------------------------------------------------- scenario images
 
 
-def scenario_image_tag(name: str, base: str, files: dict[str, str | bytes], setup: list[str], base_id: str) -> str:
+def scenario_image_tag(name: str, base: str, files: Mapping[str, str | bytes], setup: list[str], base_id: str) -> str:
     """The tag of a scenario image: its name plus a hash of every input."""
     digest = hashlib.sha256()
     for part in (name, base, base_id, *setup):
@@ -273,7 +273,7 @@ def build_scenario_image(
     *,
     name: str,
     base: str,
-    files: dict[str, str | bytes],
+    files: Mapping[str, str | bytes],
     setup: list[str],
     workdir: str = "/workspace",
     log: Callable[[str], None] = lambda _msg: None,
