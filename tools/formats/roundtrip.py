@@ -9,17 +9,21 @@ from tools.errors import ExportError, FormatError
 from tools.transcript import ThinkingBlock, Transcript
 
 
-def content_view(transcript: Transcript, *, keep_signatures: bool = True) -> dict[str, Any]:
+def content_view(transcript: Transcript, *, openai_fields_only: bool = False) -> dict[str, Any]:
     """What a round trip must preserve: system prompt, tools, and each message's role and
-    blocks. Message ids and metadata are bookkeeping, not content. OpenAI has no field
-    for thinking signatures, so comparisons through it drop them."""
+    blocks. Message ids and metadata are bookkeeping, not content. OpenAI's chat format
+    has no field for thinking signatures, redacted thinking or a tool result's error
+    flag, so comparisons through it leave those out."""
     messages = []
     for msg in transcript.messages:
         blocks = []
         for block in msg.content:
+            if openai_fields_only and isinstance(block, ThinkingBlock) and block.redacted:
+                continue
             dumped = block.model_dump(mode="json")
-            if isinstance(block, ThinkingBlock) and not keep_signatures:
+            if openai_fields_only:
                 dumped.pop("signature", None)
+                dumped.pop("is_error", None)
             blocks.append(dumped)
         messages.append({"role": msg.role, "content": blocks})
     return {
@@ -59,9 +63,9 @@ def roundtrip_differences(transcript: Transcript) -> dict[str, list[str]]:
     from tools.formats.openai import to_openai_params
 
     out: dict[str, list[str]] = {}
-    for name, export, parse, keep_sig in (
-        ("anthropic", to_anthropic_params, parse_anthropic, True),
-        ("openai", to_openai_params, parse_openai, False),
+    for name, export, parse, openai_only in (
+        ("anthropic", to_anthropic_params, parse_anthropic, False),
+        ("openai", to_openai_params, parse_openai, True),
     ):
         try:
             back = parse(export(transcript), source=f"<{name} export>")
@@ -69,7 +73,8 @@ def roundtrip_differences(transcript: Transcript) -> dict[str, list[str]]:
             out[name] = [f"cannot export: {exc}"]
             continue
         diff = _first_difference(
-            content_view(transcript, keep_signatures=keep_sig), content_view(back, keep_signatures=keep_sig)
+            content_view(transcript, openai_fields_only=openai_only),
+            content_view(back, openai_fields_only=openai_only),
         )
         out[name] = [diff] if diff else []
     return out
