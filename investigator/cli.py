@@ -172,6 +172,17 @@ def sandbox_status() -> None:
         console.print(Text(choice.note, style="yellow"))
 
 
+def _load_plugins() -> None:
+    """Commands from installed packages (``model_forensics.cli`` entry points)."""
+    from importlib.metadata import entry_points
+
+    for ep in entry_points(group="model_forensics.cli"):
+        ep.load()(app)
+
+
+_load_plugins()
+
+
 def main() -> None:
     """Entry point: run the app, turning the toolkit's own errors into one clear line."""
     try:

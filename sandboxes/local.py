@@ -18,6 +18,7 @@ import os
 import resource
 import shutil
 import signal
+import sys
 import tempfile
 import time
 import uuid
@@ -102,7 +103,10 @@ class LocalSandbox(Sandbox):
         data = input.encode() if isinstance(input, str) else input
         limit = timeout if timeout is not None else self.spec.limits.default_timeout_s
         cwd = self._path(workdir) if workdir else self.root
-        environment = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(self.root), "LANG": "C.UTF-8"}
+        # The interpreter's own bin directory comes first, so tools installed beside
+        # the project (mypy in its virtualenv) are found as they are in the image.
+        path = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "/usr/bin:/bin")])
+        environment = {"PATH": path, "HOME": str(self.root), "LANG": "C.UTF-8"}
         environment.update(self.spec.env)
         environment.update(env or {})
         started = time.monotonic()

@@ -36,6 +36,10 @@ class CommandTool(BaseModel):
     command: str | None = Field(default="{command}", description="template; None for a passive tool")
     raw: list[str] = Field(default_factory=lambda: ["command"], description="input keys inserted unquoted")
     output: str = "{output}"
+    result: str = "ok"
+    """What a passive tool returns to the subject (e.g. "Submitted.")."""
+    terminal: bool = False
+    """Whether a call ends the episode (submit, ask-and-wait)."""
     timeout_s: float | None = None
 
     @property

