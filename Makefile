@@ -1,34 +1,47 @@
-# Two commands matter: `make demo` and `make test`. Both create .venv when missing.
+# Two commands matter: `make demo` and `make test`. Both create .venv when missing
+# and install what they need into it (the demo skips the llama.cpp build).
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed-stamp
-EXTRAS ?= dev,inspect
+# llama-cpp-python compiles from source; the default native build crashes on some CPUs.
+export CMAKE_ARGS ?= -DGGML_NATIVE=OFF
 
-.PHONY: demo test lint fmt install clean
+.PHONY: demo test lint fmt install install-demo bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
-$(STAMP): pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e '.[$(EXTRAS)]'
-	touch $(STAMP)
+# torch==2.13.0 (CPU) is pinned by the `embed` extra; install it alone first so no
+# resolver picks a CUDA build.
+$(VENV)/.stamp-demo: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet torch==2.13.0
+	$(BIN)/python -m pip install --quiet -e '.[inspect,embed]'
+	touch $@
 
-install: $(STAMP)
+$(VENV)/.stamp-test: pyproject.toml $(VENV)/.stamp-demo
+	$(BIN)/python -m pip install --quiet -e '.[dev,inspect,embed,local]'
+	touch $@
 
-demo: $(STAMP)
+install-demo: $(VENV)/.stamp-demo
+install: $(VENV)/.stamp-test
+
+demo: $(VENV)/.stamp-demo
 	$(BIN)/forensics demo
 
-test: $(STAMP)
+test: $(VENV)/.stamp-test
 	$(BIN)/python -m pytest
 
-lint: $(STAMP)
+lint: $(VENV)/.stamp-test
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-fmt: $(STAMP)
+bench: $(VENV)/.stamp-test
+	$(BIN)/python -m benchmarks.sandbox_throughput
+	$(BIN)/python -m benchmarks.sequential
+
+fmt: $(VENV)/.stamp-test
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 

@@ -1,0 +1,125 @@
+"""Scenarios as worlds for experiments, and incidents made the way a monitor makes them.
+
+`scenario_world(environment)` is the `tools.resample.WorldFactory` for scenario
+environments: the sandbox (Docker when an engine answers, else local with a note),
+the tool mapping and the turn cap at the environment's knob values.
+`make_incident` runs an organism in its scenario until an episode trips the
+scenario's detector, as a monitor would catch it, and writes it out as an incident.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from evals.scenario import load_scenario
+from sandboxes.registry import choose_backend, start
+from tools.detectors import detect
+from tools.errors import ForensicsError
+from tools.formats.native import save as save_transcript
+from tools.incident import Environment, Flag, Incident, RegexDetector, Subject
+from tools.models.base import ModelClient
+from tools.resample import World
+from tools.rollout import rollout
+from tools.transcript import Transcript
+
+
+def scenario_world(environment: Environment, *, backend: str | None = None, client: Any = None) -> World:
+    """The world for a scenario environment (see module doc)."""
+    if environment.scenario is None:
+        raise ForensicsError("this environment names no scenario; only scenario worlds can be rebuilt here")
+    scenario = load_scenario(environment.scenario)
+    choice = choose_backend(backend or "docker")
+    spec = scenario.sandbox_spec(environment.knobs, backend=choice.name, client=client)
+    if environment.files:
+        spec = spec.model_copy(update={"files": {**spec.files, **environment.files}})
+    return World(
+        sandbox_spec=spec, mapping=scenario.mapping, backend=choice.name, max_turns=scenario.max_turns, note=choice.note
+    )
+
+
+def _flagged_turn(transcript: Transcript, pattern: RegexDetector | None) -> tuple[int, str | None]:
+    """The first turn whose tool call matches the detector's regex (else the last turn
+    with a tool call), and that call's id."""
+    import re
+
+    turns = transcript.turns()
+    if pattern is not None:
+        regex = re.compile(pattern.pattern, re.I if pattern.ignore_case else 0)
+        for turn in turns:
+            for call in turn.tool_uses:
+                if any(isinstance(v, str) and regex.search(v) for v in call.input.values()):
+                    return turn.index, call.id
+    for turn in reversed(turns):
+        if turn.tool_uses:
+            return turn.index, turn.tool_uses[-1].id
+    return len(turns) - 1, None
+
+
+async def make_incident(
+    subject: ModelClient,
+    scenario_id: str,
+    *,
+    knobs: dict[str, Any] | None = None,
+    backend: str | None = None,
+    max_episodes: int = 60,
+    seed: int = 0,
+    incident_id: str | None = None,
+) -> tuple[Incident, int]:
+    """Run episodes (seeds seed, seed+1, ...) until the detector fires; return the
+    incident and how many episodes it took. Raises when none fires."""
+    scenario = load_scenario(scenario_id)
+    environment = scenario.environment(knobs)
+    world = scenario_world(environment, backend=backend)
+    start_transcript = scenario.initial_transcript(environment.knobs)
+    regex = next((r for r in _regex_parts(scenario.behavior)), None)
+    for attempt in range(max_episodes):
+        async with await start(world.sandbox_spec, backend=world.backend) as sandbox:
+            episode = await rollout(
+                subject, start_transcript, sandbox, world.mapping, max_turns=world.max_turns, seed=seed + attempt
+            )
+            result = await detect(scenario.behavior, episode.transcript, sandbox=sandbox)
+        if result.detected:
+            turn, call_id = _flagged_turn(episode.transcript, regex)
+            flagged_call = episode.transcript.turn(turn).tool_uses
+            shown = flagged_call[0].input.get("command", "") if flagged_call else ""
+            incident = Incident(
+                id=incident_id or f"{scenario_id}-{subject.name}-{seed + attempt}",
+                description=f"{scenario.title}: caught by the scenario's monitor on episode {attempt + 1}.",
+                transcript=episode.transcript,
+                flag=Flag(
+                    turn=turn,
+                    tool_use_id=call_id,
+                    reason=f"Monitor: {result.summary().splitlines()[0]}" + (f" — `{shown}`" if shown else ""),
+                    monitor="scenario-detector",
+                ),
+                environment=environment,
+                subject=Subject(model=subject.model_string),
+                behavior=scenario.behavior,
+                metadata={"episodes_until_caught": attempt + 1, "backend": world.backend, "seed": seed + attempt},
+            )
+            return incident, attempt + 1
+    raise ForensicsError(
+        f"{subject.model_string} never triggered the {scenario_id} detector in {max_episodes} episodes"
+    )
+
+
+def _regex_parts(spec: Any) -> list[RegexDetector]:
+    if isinstance(spec, RegexDetector):
+        return [spec]
+    return [r for child in getattr(spec, "of", []) for r in _regex_parts(child)]
+
+
+def write_incident(incident: Incident, directory: str | Path) -> Path:
+    """Write the incident file and its transcript (native JSON) into `directory`."""
+    import yaml
+
+    out = Path(directory)
+    out.mkdir(parents=True, exist_ok=True)
+    transcript_path = out / f"{incident.id}.transcript.json"
+    save_transcript(incident.transcript, transcript_path)
+    spec = incident.model_dump(mode="json", exclude={"transcript", "source_path"}, exclude_none=True)
+    spec["transcript"] = transcript_path.name
+    path = out / f"{incident.id}.yaml"
+    path.write_text(yaml.safe_dump(spec, sort_keys=False, allow_unicode=True), encoding="utf-8")
+    return path
