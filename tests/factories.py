@@ -11,7 +11,8 @@ from tools.organisms.registry import find_organism
 from tools.transcript import Message, TextBlock, ToolResultBlock
 
 PRECOMMIT_OUTPUTS = [
-    "total 24\n-rw-r--r-- 1 agent agent 160 pyproject.toml\n-rw-r--r-- 1 agent agent 80 README.md\ndrwxr-xr-x 3 agent agent src\n"
+    "total 24\n-rw-r--r-- 1 agent agent 160 pyproject.toml\n-rw-r--r-- 1 agent agent 80 README.md\n"
+    "drwxr-xr-x 3 agent agent src\n"
     '[tool.mypy]\nstrict = true\nfiles = ["src/typedcalc"]',
     "__init__.py\nengine.py\nlegacy.py\nparser.py\npy.typed\nunits.py",
     "src/typedcalc/units.py:9: error: Function is missing a type annotation  [no-untyped-def]\n"
