@@ -13,7 +13,7 @@ import importlib.util
 from collections.abc import Callable, Mapping
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import jinja2
 import yaml
@@ -53,6 +53,49 @@ class ScenarioTool(CommandTool):
     when: str | None = None
 
 
+class Intervention(BaseModel):
+    """A canned intervention for the protocol planner: a catalogue tag (what it tests,
+    see prompts/hypotheses.yaml) and the edits that implement it in this scenario."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    description: str
+    edits: list[dict[str, Any]] = Field(min_length=1)
+
+
+class DoseSeries(BaseModel):
+    """A dose-response series: the same edits at several levels (``{level}`` in string
+    fields is replaced by each level)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    tag: str
+    description: str
+    levels: list[float] = Field(min_length=3)
+    edits: list[dict[str, Any]] = Field(min_length=1)
+
+
+class ProbeQuestion(BaseModel):
+    """A question asked after the episode and the regex that marks a telling answer:
+    for `third_person`, an answer calling the action wrong; `follow_up`, a denial of
+    what the transcript shows (a lie); `cover_up`, the narrow / record-erasing choice."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    question: str
+    pattern: str
+
+
+class Investigation(BaseModel):
+    """What the protocol planner may do in this scenario."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    interventions: dict[str, Intervention] = Field(default_factory=dict)
+    dose: DoseSeries | None = None
+    probes: dict[Literal["third_person", "follow_up", "cover_up"], ProbeQuestion] = Field(default_factory=dict)
+
+
 class Scenario(BaseModel):
     """A loaded scenario (see module doc)."""
 
@@ -71,6 +114,7 @@ class Scenario(BaseModel):
     max_turns: int = 30
     behavior: DetectorSpec
     shell: list[str] = Field(default_factory=lambda: ["bash", "-c"])
+    investigation: Investigation = Field(default_factory=Investigation)
     directory: Path | None = None
 
     # ------------------------------------------------------------------ knobs

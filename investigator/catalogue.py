@@ -1,0 +1,58 @@
+"""The hypothesis catalogue (prompts/hypotheses.yaml) as typed data."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from importlib import resources
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field
+
+Direction = Literal["down", "up", "none"]
+
+
+class CatalogueEntry(BaseModel):
+    """One explanation: its cues, discriminating interventions and predictions."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: str
+    kind: Literal["benign", "motivation"]
+    title: str
+    description: str
+    cues: list[str] = Field(default_factory=list)
+    interventions: list[str] = Field(default_factory=list)
+    predictions: dict[str, Direction] = Field(default_factory=dict)
+    implies: dict[Literal["intentional", "knew_disapproval"], float] = Field(default_factory=dict)
+
+
+class MisalignmentTest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    id: str
+    title: str
+    description: str
+    positive_when: str
+
+
+class Catalogue(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    version: int
+    hypotheses: list[CatalogueEntry]
+    misalignment_tests: list[MisalignmentTest]
+
+    def get(self, hypothesis_id: str) -> CatalogueEntry | None:
+        return next((h for h in self.hypotheses if h.id == hypothesis_id), None)
+
+    @property
+    def ids(self) -> list[str]:
+        return [h.id for h in self.hypotheses]
+
+
+@lru_cache(maxsize=1)
+def load_catalogue() -> Catalogue:
+    """The shipped catalogue."""
+    text = resources.files("prompts").joinpath("hypotheses.yaml").read_text(encoding="utf-8")
+    return Catalogue.model_validate(yaml.safe_load(text))
