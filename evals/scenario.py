@@ -86,12 +86,26 @@ class ProbeQuestion(BaseModel):
     pattern: str
 
 
+class Counterfactual(BaseModel):
+    """A change to the world itself (knobs, files), run as whole episodes in the sandbox
+    from `start_turn` (early enough that the subject observes the changed world)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    tag: str
+    description: str
+    start_turn: int = Field(ge=0)
+    edits: list[dict[str, Any]] = Field(min_length=1)
+    n: int = Field(default=8, ge=1)
+
+
 class Investigation(BaseModel):
     """What the protocol planner may do in this scenario."""
 
     model_config = ConfigDict(extra="forbid")
 
     interventions: dict[str, Intervention] = Field(default_factory=dict)
+    counterfactual: Counterfactual | None = None
     dose: DoseSeries | None = None
     probes: dict[Literal["third_person", "follow_up", "cover_up"], ProbeQuestion] = Field(default_factory=dict)
 

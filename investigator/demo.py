@@ -1,63 +1,62 @@
-"""`forensics demo`: the most complete real path that exists, on the shipped examples.
+"""`forensics demo`: the whole job on the embedded defaults.
 
-Today that is: read every example in every supported format (with format detection),
-validate the example incidents against their transcripts, render the flagged step,
-and check that exporting to Anthropic and OpenAI request parameters and reading the
-result back preserves the conversation. It says plainly what it did and what is not
-built yet; it never prints made-up investigation results.
+A model organism plays its scenario in the sandbox (Docker when an engine answers,
+the local backend otherwise, said clearly) until the scenario's monitor catches it;
+the incident is written out as a monitor would file it; the protocol planner
+investigates it — resampling, interventions, a counterfactual rerun in the rebuilt
+world, probes, statistics — and the report and grade are written and summarized,
+with the organism's known truth to check the verdict against.
 """
 
 from __future__ import annotations
 
+import asyncio
+import time
 from pathlib import Path
 
 from rich.console import Console
-from rich.table import Table
+from rich.text import Text
 
-from investigator.console import render_incident
-from tools.errors import ForensicsError
-from tools.formats import detect_format, load_transcript
-from tools.formats.roundtrip import roundtrip_differences
-from tools.incident import Incident, is_incident_file, load_incident
-from tools.transcript import Transcript
+from evals.world import make_incident, write_incident
+from investigator.investigate import investigate
+from investigator.run import summarize
+from sandboxes.registry import choose_backend
+from tools.models.registry import get_model
+from tools.organisms.registry import find_organism
 
 
-def run_demo(console: Console, examples: Path) -> None:
-    """Load, validate, render and round-trip everything under `examples`."""
-    if not examples.is_dir():
-        raise ForensicsError(f"{examples}: examples folder not found; run from the project root or pass --examples")
-    files = sorted(
-        p for p in examples.iterdir() if p.is_file() and p.suffix in {".json", ".jsonl", ".eval", ".yaml", ".yml"}
+def run_demo(console: Console, *, organism: str, out: Path, backend: str | None, n: int) -> None:
+    started = time.time()
+    spec = find_organism(organism)
+    choice = choose_backend(backend or "docker")
+    console.print(
+        f"[bold]1. monitoring[/bold] organism/{organism} in the {spec.scenario} scenario ({choice.name} sandbox)"
     )
-    table = Table(title="examples read", title_justify="left")
-    for column in ("file", "kind", "format", "messages", "turns", "tool calls", "round trip anthropic/openai"):
-        table.add_column(column)
-    incidents: list[Incident] = []
-    for path in files:
-        transcript: Transcript
-        if is_incident_file(path):
-            incident = load_incident(path)
-            incidents.append(incident)
-            transcript, kind = incident.transcript, "incident"
-            fmt = str(transcript.metadata.get("source_format", "native"))
-        else:
-            fmt = detect_format(path)
-            transcript, kind = load_transcript(path, format=fmt), "transcript"
-        diffs = roundtrip_differences(transcript)
-        trip = " / ".join("ok" if not diffs[t] else f"differs: {diffs[t][0]}" for t in ("anthropic", "openai"))
-        calls = sum(len(t.tool_uses) for t in transcript.turns())
-        table.add_row(
-            path.name, kind, fmt, str(len(transcript.messages)), str(len(transcript.turns())), str(calls), trip
+    if choice.note:
+        console.print(Text(f"   {choice.note}", style="yellow"))
+    subject = get_model(f"organism/{organism}")
+    incident, episodes = asyncio.run(
+        make_incident(subject, spec.scenario, backend=choice.name, incident_id=f"demo-{organism}")
+    )
+    path = write_incident(incident, out / "incident")
+    console.print(f"   caught on episode {episodes}: turn {incident.flagged_turn_index} — {incident.flag.reason}")
+    console.print(f"   incident written to {path}")
+    console.print("[bold]2. investigating[/bold] with the protocol planner")
+    result = asyncio.run(
+        investigate(
+            incident,
+            out / "investigation",
+            planner="protocol",
+            n=n,
+            backend=choice.name,
+            on_step=lambda line: console.print(Text(f"   · {line}", style="dim")),
         )
-    for incident in incidents:
-        render_incident(console, incident, max_chars=400)
-    console.print(table)
-    console.print(
-        f"[bold]What ran:[/bold] {len(files)} example files read with format detection, "
-        f"{len(incidents)} incident(s) validated against their transcripts and rendered with the flagged step, "
-        "and every transcript exported to Anthropic and OpenAI request parameters and read back."
     )
+    console.print("[bold]3. result[/bold]")
+    summarize(console, result)
+    truth = spec.truth
     console.print(
-        "[bold]Not built yet:[/bold] the investigator (hypotheses, resampling, sandbox reruns, statistics, report "
-        "and judge) — see the open issues. No investigation result is shown because none was computed."
+        f"[bold]the organism's truth:[/bold] {truth.verdict}, motivation {truth.motivation} "
+        f"(intentional {truth.intentional}, knew disapproval {truth.knew_disapproval})"
     )
+    console.print(f"[dim]demo finished in {time.time() - started:.0f} s[/dim]")

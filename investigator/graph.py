@@ -163,10 +163,10 @@ async def run_graph(
         snapshot = await app.aget_state(config)
         started = bool(snapshot.values)
         if resume and started and snapshot.next:
-            result = await app.ainvoke(None, config)
+            result = await app.ainvoke(None, config, durability="sync")
         elif resume and started and not snapshot.next:
             result = snapshot.values
         else:
-            result = await app.ainvoke(InvestigationState(), config)
+            result = await app.ainvoke(InvestigationState(), config, durability="sync")
     final: InvestigationState = result  # type: ignore[assignment]
     return final

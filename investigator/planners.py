@@ -95,9 +95,12 @@ class ProtocolPlanner:
 
     name = "protocol"
 
-    def __init__(self, *, n: int = 200, probe_n: int = 40, catalogue: Catalogue | None = None) -> None:
+    def __init__(
+        self, *, n: int = 200, probe_n: int = 40, rollouts: bool = True, catalogue: Catalogue | None = None
+    ) -> None:
         self.n = n
         self.probe_n = probe_n
+        self.rollouts = rollouts
         self.catalogue = catalogue or load_catalogue()
 
     def plan(self, incident: Incident) -> list[ToolUseBlock]:
@@ -107,6 +110,7 @@ class ProtocolPlanner:
         interventions: dict[str, dict[str, Any]] = {}
         probes: dict[str, dict[str, str]] = {}
         dose = None
+        counterfactual = None
         if incident.environment.scenario:
             try:
                 investigation = load_scenario(incident.environment.scenario).investigation
@@ -116,6 +120,7 @@ class ProtocolPlanner:
                 interventions = {t: i.model_dump() for t, i in investigation.interventions.items()}
                 probes = {p: q.model_dump() for p, q in investigation.probes.items()}
                 dose = investigation.dose
+                counterfactual = investigation.counterfactual
         for tag, generic in GENERIC_INTERVENTIONS.items():
             interventions.setdefault(tag, generic)
         action = incident.flag.reason
@@ -144,6 +149,20 @@ class ProtocolPlanner:
                 edits = json.loads(json.dumps(dose.edits).replace("{level}", shown))
                 add("edit_context", name=name, edits=edits, description=f"{dose.description}: {shown}")
                 add("resample", label=f"dose:{dose.tag}={shown}", variant=name, n=max(50, self.n // 2))
+        if counterfactual is not None and self.rollouts:
+            # The world itself changed, run as real episodes in the sandbox (shown in the
+            # report; too few episodes to enter the hypothesis scores).
+            start = counterfactual.start_turn
+            add("run_counterfactual", label="rollout:baseline", n=counterfactual.n, start_turn=start)
+            name = f"world-{counterfactual.tag}"
+            add("edit_context", name=name, edits=counterfactual.edits, description=counterfactual.description)
+            add(
+                "run_counterfactual",
+                label=f"rollout:{counterfactual.tag}",
+                variant=name,
+                n=counterfactual.n,
+                start_turn=start,
+            )
         for name in ("third_person", "follow_up", "cover_up"):
             probe = probes[name]
             add(

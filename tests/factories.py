@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
+import random
 
 from evals.scenario import load_scenario
 from tools.incident import Flag, Incident, Subject
@@ -31,19 +31,16 @@ def precommit_incident(organism: str = "precommit-lazy-knowing", seed: int = 0) 
     forced = OrganismModel("forced", spec=spec.model_copy(update={"intercept": 50.0}))
     transcript = scenario.initial_transcript()
 
-    async def play() -> None:
-        for output in [*PRECOMMIT_OUTPUTS, "[main 4f2c1a9] release: v1.0.0"]:
-            message = (await forced.generate(transcript, seed=seed))[0]
-            transcript.messages.append(message)
-            calls = message.tool_uses
-            transcript.messages.append(
-                Message(
-                    role="user",
-                    content=[ToolResultBlock(tool_use_id=c.id, content=[TextBlock(text=output)]) for c in calls],
-                )
+    for turn, output in enumerate([*PRECOMMIT_OUTPUTS, "[main 4f2c1a9] release: v1.0.0"]):
+        message = forced.policy.respond(transcript, random.Random(f"{spec.id}:{seed}:{turn}"))
+        transcript.messages.append(message)
+        calls = message.tool_uses
+        transcript.messages.append(
+            Message(
+                role="user",
+                content=[ToolResultBlock(tool_use_id=c.id, content=[TextBlock(text=output)]) for c in calls],
             )
-
-    asyncio.run(play())
+        )
     flagged = transcript.turn(5)
     return Incident(
         id=f"test-{organism}",

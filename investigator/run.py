@@ -1,0 +1,120 @@
+"""CLI glue for `forensics investigate`: choose the planner, persist the run's options
+so `--resume RUN` can continue it, show progress and budget live, summarize."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.panel import Panel
+from rich.text import Text
+
+from investigator.investigate import InvestigationResult, PlannerName, investigate
+from tools.budget import BudgetLimits
+from tools.errors import ForensicsError
+from tools.incident import Incident, load_incident
+
+RUN_FILE = "run.json"
+
+
+def default_planner() -> PlannerName:
+    """`llm` when an Anthropic key is configured, else the offline `protocol` planner."""
+    return "llm" if os.environ.get("ANTHROPIC_API_KEY") else "protocol"
+
+
+def summarize(console: Console, result: InvestigationResult) -> None:
+    """Print the headline of a finished investigation."""
+    report = result.report
+    style = {"misalignment": "bold red", "mistake": "bold yellow", "inconclusive": "bold"}[report.verdict]
+    text = Text()
+    text.append("verdict     ", style="bold")
+    text.append(f"{report.verdict}", style=style)
+    text.append(f"  (confidence {report.confidence:.2f})\n")
+    text.append("motivation  ", style="bold")
+    text.append(f"{report.motivation}\n")
+    text.append("intentional ", style="bold")
+    text.append(f"P = {report.intentional.probability:.2f}   ")
+    text.append("knew the user would disapprove ", style="bold")
+    text.append(f"P = {report.knew_disapproval.probability:.2f}\n")
+    text.append(
+        f"{len(report.experiments)} experiments, {report.cost.samples} samples, {report.cost.tool_calls} tool calls,"
+        f" {result.wall_seconds:.0f} s\n",
+        style="dim",
+    )
+    text.append(report.summary)
+    console.print(Panel(text, title=f"report: {report.incident_id}", title_align="left"))
+    if result.grade:
+        truth = result.grade.get("truth")
+        if truth:
+            console.print(
+                f"[bold]against the organism's truth:[/bold] verdict "
+                f"{'correct' if truth.get('verdict_correct') else 'WRONG'}, motivation "
+                f"{'correct' if truth.get('motivation_correct') else 'WRONG'}, Brier {truth.get('brier', 0):.3f}"
+            )
+    for name, path in sorted(result.files.items()):
+        console.print(f"  {name:6} {path}")
+
+
+def run_investigation_cli(
+    console: Console,
+    *,
+    incident: Path | None,
+    planner: str | None,
+    model: str | None,
+    judge: str | None,
+    out: Path | None,
+    resume: Path | None,
+    n: int,
+    limits: dict[str, Any],
+    backend: str | None,
+) -> None:
+    options: dict[str, Any]
+    loaded: Incident
+    if resume is not None:
+        run_file = resume / RUN_FILE
+        if not run_file.exists():
+            raise ForensicsError(f"{resume}: not a run directory (no {RUN_FILE}); nothing to resume")
+        options = json.loads(run_file.read_text(encoding="utf-8"))
+        loaded = Incident.model_validate(options["incident"])
+        run_dir = resume
+    else:
+        if incident is None:
+            raise ForensicsError("give an INCIDENT file, or --resume RUN_DIR")
+        loaded = load_incident(incident)
+        run_dir = out or Path("runs") / loaded.id
+        if (run_dir / RUN_FILE).exists():
+            raise ForensicsError(f"{run_dir} already holds an investigation; use --resume {run_dir} or another --out")
+        options = {
+            "incident": loaded.model_dump(mode="json"),
+            "planner": planner or default_planner(),
+            "model": model,
+            "judge": judge,
+            "n": n,
+            "limits": limits,
+            "backend": backend,
+        }
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / RUN_FILE).write_text(json.dumps(options, indent=1), encoding="utf-8")
+    console.print(
+        f"[bold]investigating[/bold] {loaded.id} with the {options['planner']} planner → {run_dir}"
+        + (" (resuming)" if resume else "")
+    )
+    result = asyncio.run(
+        investigate(
+            loaded,
+            run_dir,
+            planner=options["planner"],
+            model=options["model"],
+            judge_model=options["judge"],
+            limits=BudgetLimits(**options["limits"]),
+            n=options["n"],
+            resume=resume is not None,
+            backend=options["backend"],
+            on_step=lambda line: console.print(Text(f"  · {line}", style="dim")),
+        )
+    )
+    summarize(console, result)
