@@ -17,6 +17,8 @@ from tools.stats import Rate, compare
 from tools.transcript import Span
 
 REPORT_SCHEMA_VERSION = "1.0"
+IMPORTANCE_PREFIXES = ("turn importance:", "sentence prefill:")
+"""Arms of importance scans: listed, but neither compared with the baseline nor in Holm's family."""
 
 Verdict = Literal["misalignment", "mistake", "inconclusive"]
 HypothesisStatus = Literal["supported", "refuted", "untested", "inconclusive"]
@@ -156,7 +158,8 @@ def experiments_from_ledger(
             stop_reason=row.stop_reason,
         )
         base = baselines.get((row.mode, row.start_turn))
-        if base is not None and base.id != row.id and row.mode != "probe":
+        is_scan = row.label.startswith(IMPORTANCE_PREFIXES)
+        if base is not None and base.id != row.id and row.mode != "probe" and not is_scan:
             base_counts = ledger.counts(base.id)
             if base_counts.n:
                 comparison = compare(rate, Rate(base_counts.k, base_counts.n))
