@@ -16,6 +16,7 @@ import typer
 from rich.console import Console
 from rich.text import Text
 
+from investigator.research_cli import register as register_research_commands
 from tools.errors import ForensicsError
 from tools.formats import FORMAT_NAMES, get_importer, load_transcript
 from tools.formats.native import dumps as dump_native
@@ -111,14 +112,77 @@ def formats() -> None:
         console.print(f"[bold]{name:12}[/bold] {get_importer(name).description}")
 
 
+class PlannerChoice(StrEnum):
+    llm = "llm"
+    protocol = "protocol"
+    cot_only = "cot-only"
+
+
+@app.command()
+def investigate(
+    incident: Annotated[Path | None, typer.Argument(help="The incident file (YAML/JSON).")] = None,
+    planner: Annotated[
+        PlannerChoice | None,
+        typer.Option(help="llm (default when ANTHROPIC_API_KEY is set), protocol (offline default) or cot-only."),
+    ] = None,
+    model: Annotated[str | None, typer.Option(help="The investigator model for --planner llm.")] = None,
+    judge: Annotated[str | None, typer.Option(help="A judge model; offline structural grading without it.")] = None,
+    out: Annotated[Path | None, typer.Option("--out", help="Run directory (default runs/<incident id>).")] = None,
+    resume: Annotated[
+        Path | None, typer.Option("--resume", help="Resume the investigation in this run directory.")
+    ] = None,
+    n: Annotated[int, typer.Option(help="Samples per arm.")] = 200,
+    budget_samples: Annotated[int | None, typer.Option(help="Most samples to take.")] = 20000,
+    budget_tool_calls: Annotated[int | None, typer.Option(help="Most tool calls.")] = 80,
+    budget_tokens: Annotated[int | None, typer.Option(help="Most tokens (subject and investigator).")] = None,
+    budget_dollars: Annotated[float | None, typer.Option(help="Most dollars.")] = None,
+    backend: Annotated[
+        str | None, typer.Option(help="Sandbox backend: docker (default, local fallback) or local.")
+    ] = None,
+) -> None:
+    """Investigate why the flagged action happened; writes report.json/.md/.html and grade.json."""
+    from investigator.run import run_investigation_cli
+
+    run_investigation_cli(
+        console,
+        incident=incident,
+        planner=planner.value if planner else None,
+        model=model,
+        judge=judge,
+        out=out,
+        resume=resume,
+        n=n,
+        limits={
+            "samples": budget_samples,
+            "tool_calls": budget_tool_calls,
+            "tokens": budget_tokens,
+            "dollars": budget_dollars,
+        },
+        backend=backend,
+    )
+
+
 @app.command()
 def demo(
-    examples: Annotated[Path, typer.Option(help="Folder of example transcripts and incidents.")] = Path("examples"),
+    organism: Annotated[str, typer.Option(help="The subject: a model organism id.")] = "precommit-lazy-knowing",
+    out: Annotated[Path, typer.Option("--out", help="Run directory.")] = Path("runs/demo"),
+    backend: Annotated[str | None, typer.Option(help="docker (default, local fallback) or local.")] = None,
+    n: Annotated[int, typer.Option(help="Samples per arm.")] = 200,
 ) -> None:
-    """Run the most complete path that exists today on the shipped examples."""
+    """A monitor catches an organism in its scenario; the protocol planner investigates it."""
     from investigator.demo import run_demo
 
-    run_demo(console, examples)
+    run_demo(console, organism=organism, out=out, backend=backend, n=n)
+
+
+@app.command()
+def examples(
+    folder: Annotated[Path, typer.Option(help="Folder of example transcripts and incidents.")] = Path("examples"),
+) -> None:
+    """Read every shipped example with format detection and check the export round trip."""
+    from investigator.examples import check_examples
+
+    check_examples(console, folder)
 
 
 sandbox_app = typer.Typer(help="Build sandbox images, and remove what earlier runs left behind.", no_args_is_help=True)
@@ -180,6 +244,7 @@ def _load_plugins() -> None:
         ep.load()(app)
 
 
+register_research_commands(app)
 _load_plugins()
 
 

@@ -9,6 +9,12 @@ Modes:
 - ``probe``: append `question` after the prefix and sample the answer; judged by the
   experiment's own `detector` (e.g. a regex on the answer).
 
+A next_turn experiment may carry a `prefill`: a partial assistant message (e.g. the
+first sentences of the flagged turn's CoT, as in Thought Anchors' sentence
+resampling). The subject is called with the prefix followed by that message and
+returns its *continuation*; the sample stored and judged is the merged message
+(`merge_prefill`), judged at the experiment's start turn like any resampled turn.
+
 Sample i uses seed ``spec.seed + i``; each is written to the ledger as soon as it
 exists (`tools.ledger`), so a killed run resumes without sampling anything twice.
 With `sequential`, samples are taken in batches and the experiment stops as soon as
@@ -38,7 +44,7 @@ from tools.replay import replay_and_snapshot
 from tools.rollout import rollout
 from tools.stats import Rate, RateThresholdTest, TwoArmTest
 from tools.toolmap import ToolMapping
-from tools.transcript import Message, TextBlock, Transcript
+from tools.transcript import ContentBlock, Message, TextBlock, ThinkingBlock, Transcript
 
 Mode = Literal["next_turn", "rollout", "probe"]
 
@@ -94,6 +100,10 @@ class ExperimentSpec(BaseModel):
     detector: DetectorSpec | None = None
     sequential: SequentialRule | None = None
     temperature: float | None = None
+    prefill: Message | None = None
+    """next_turn mode only: a partial assistant message every sample continues (see the
+    module doc). It enters the id only when set, so ids of experiments without one are
+    unchanged."""
 
     def experiment_id(self, incident_id: str, subject: str, start_turn: int) -> str:
         key = {
@@ -107,6 +117,8 @@ class ExperimentSpec(BaseModel):
             "detector": None if self.detector is None else self.detector.model_dump(mode="json"),
             "temperature": self.temperature,
         }
+        if self.prefill is not None:
+            key["prefill"] = [block.model_dump(mode="json") for block in self.prefill.content]
         return "exp-" + hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -169,7 +181,14 @@ class _Arm:
         if not 0 <= self.start_turn <= turns:
             raise ExperimentError(f"start turn {self.start_turn} is outside the edited transcript (0..{turns})")
         self.prefix = self.transcript.prefix(self.start_turn)
+        self.context = self.prefix
         self.notes: list[str] = list(applied.notes)
+        if spec.prefill is not None:
+            if spec.mode != "next_turn":
+                raise ExperimentError(f"a prefill continues one assistant message: use mode next_turn, not {spec.mode}")
+            if spec.prefill.role != "assistant" or not spec.prefill.content:
+                raise ExperimentError("a prefill must be an assistant message with at least one block")
+            self.context = self.prefix.model_copy(update={"messages": [*self.prefix.messages, spec.prefill]})
         detector = spec.detector or incident.behavior
         if spec.mode == "probe":
             if spec.question is None or spec.detector is None:
@@ -178,6 +197,7 @@ class _Arm:
             self.prefix.messages.append(
                 Message(role="user", content=[TextBlock(text=spec.question)], metadata={"probe": True})
             )
+            self.context = self.prefix
         if spec.mode in {"next_turn", "probe"}:
             reduced = sandbox_free(detector)
             if reduced is None:
@@ -215,7 +235,9 @@ class _Arm:
     # ----------------------------------------------------------- sampling
     async def _sample_output(self, seed: int) -> tuple[list[Message], Sandbox | None]:
         if self.spec.mode != "rollout":
-            message = (await self.subject.generate(self.prefix, n=1, seed=seed, temperature=self.spec.temperature))[0]
+            message = (await self.subject.generate(self.context, n=1, seed=seed, temperature=self.spec.temperature))[0]
+            if self.spec.prefill is not None:
+                message = merge_prefill(self.spec.prefill, message)
             return [message], None
         assert self._world is not None and self._snapshot is not None
         sandbox = await start(self._world.sandbox_spec, backend=self._world.backend, from_snapshot=self._snapshot)
@@ -318,6 +340,43 @@ class _Arm:
             samples_saved=samples_saved,
             notes=self.notes,
         )
+
+
+def _joined(head: str, tail: str) -> str:
+    """Two pieces of one text, with a space between them when neither side has one."""
+    if head and tail and not head[-1].isspace() and not tail[0].isspace():
+        return f"{head} {tail}"
+    return head + tail
+
+
+def merge_prefill(prefill: Message, continuation: Message) -> Message:
+    """The whole assistant message a prefilled sample amounts to: the prefill's blocks,
+    then the continuation's. When the continuation starts with the same kind of text
+    block the prefill ends with (thinking after thinking, text after text) the two are
+    one block, as an API that continues a prefill returns it; a space is put between
+    them when neither side has one (prefills are sent without trailing whitespace).
+    The continuation's metadata is kept, plus ``prefill``: how many blocks came from
+    the prefill and where the continuation starts (block index, character offset), so
+    the regenerated text can be told from the kept text."""
+    blocks: list[ContentBlock] = [b.model_copy(deep=True) for b in prefill.content]
+    rest = [b.model_copy(deep=True) for b in continuation.content]
+    last = blocks[-1]
+    at_block, at_char = len(blocks), 0
+    if rest and isinstance(last, ThinkingBlock) and isinstance(rest[0], ThinkingBlock) and not last.redacted:
+        joined = _joined(last.thinking, rest[0].thinking)
+        at_block, at_char = len(blocks) - 1, len(joined) - len(rest[0].thinking)
+        blocks[-1] = ThinkingBlock(thinking=joined)  # a signature would not cover the joined text
+        rest = rest[1:]
+    elif rest and isinstance(last, TextBlock) and isinstance(rest[0], TextBlock):
+        joined = _joined(last.text, rest[0].text)
+        at_block, at_char = len(blocks) - 1, len(joined) - len(rest[0].text)
+        blocks[-1] = TextBlock(text=joined)
+        rest = rest[1:]
+    metadata = {
+        **continuation.metadata,
+        "prefill": {"blocks": len(prefill.content), "continues_block": at_block, "at_char": at_char},
+    }
+    return Message(role="assistant", content=[*blocks, *rest], metadata=metadata)
 
 
 def _usage(messages: list[Message]) -> dict[str, Any]:

@@ -219,7 +219,7 @@ async def test_exhausted_budget_ends_inconclusive(tmp_path: Path) -> None:
 RESUME_CHILD = """
 import sys
 from investigator.cli import main
-sys.argv = ["forensics", "investigate", sys.argv[1], "--planner", "protocol", "--out", sys.argv[2], "--n", "300",
+sys.argv = ["forensics", "investigate", sys.argv[1], "--planner", "protocol", "--out", sys.argv[2], "--n", "200",
             "--backend", "local"]
 main()
 """
@@ -247,12 +247,12 @@ def test_resume_after_sigkill_pays_for_nothing_twice(tmp_path: Path) -> None:
                 db.close()
             except sqlite3.OperationalError:
                 stored = 0
-            if stored >= 700:  # the baseline and some interventions are done
+            if stored >= 450:  # the baseline and some interventions are done
                 break
         time.sleep(0.1)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
-    assert stored >= 700
+    assert stored >= 450
     db = sqlite3.connect(ledger)
     before = {(e, i): o for e, i, o in db.execute("SELECT experiment_id, idx, output FROM samples")}
     db.close()
@@ -278,4 +278,4 @@ def test_resume_after_sigkill_pays_for_nothing_twice(tmp_path: Path) -> None:
     assert duplicates == 0
     assert all(after[key] == value for key, value in before.items())  # nothing sampled before was redone
     for e in report["experiments"]:
-        assert e["n"] == {"baseline": 300}.get(e["label"], e["n"])
+        assert e["n"] == {"baseline": 200}.get(e["label"], e["n"])

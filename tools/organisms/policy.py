@@ -11,6 +11,13 @@ follows the chosen branch's variant (sampled by weight among those whose `requir
 hold). Later turns continue the branch taken at the decision turn. When the last
 message is a user question that matches one of its probes, it answers the probe
 instead (honestly or, for a deceptive organism, not) from whether it acted.
+
+When the last message is an assistant message, it is a *prefill* (the start of the
+current turn, e.g. kept CoT sentences in a Thought Anchors experiment): the turn is
+the prefill's own, features are read with the prefill included (so a ``phrase``
+feature with source ``assistant`` responds to a kept sentence), the move is chosen as
+usual, and only the continuation is returned — the move's thinking without the
+sentences the prefill already holds, then its text and tool call.
 """
 
 from __future__ import annotations
@@ -84,6 +91,54 @@ def _fill_input(value: Any, values: dict[str, float]) -> Any:
 
 def _pick_answer(answers: list[Answer], rng: random.Random) -> str:
     return rng.choices([a.text for a in answers], weights=[a.weight for a in answers])[0]
+
+
+_LEADING_CONJUNCTION = re.compile(r"^(?:but|and|so|now|ok|okay)\b\s*", re.I)
+
+
+def _sentence_key(sentence: str) -> str:
+    """A sentence reduced to its words: lower case, no punctuation, no leading "But"/"And"/"So",
+    so "But fixing 258 errors would be a huge task." and "Fixing 258 errors would be a huge
+    task" count as the same sentence."""
+    words = re.sub(r"[^a-z0-9]+", " ", sentence.lower()).strip()
+    return _LEADING_CONJUNCTION.sub("", words)
+
+
+def _unsaid(text: str, said: set[str]) -> str:
+    """The sentences of `text` whose key is not in `said`, joined by single spaces."""
+    return " ".join(s for s in sentences(text) if _sentence_key(s) not in said)
+
+
+def continue_prefill(message: Message, prefill: Message) -> Message:
+    """The continuation of `prefill` that a full `message` amounts to: thinking and text
+    minus the sentences the prefill already holds, then the rest of the blocks (tool
+    calls). After a prefill that ends in visible text the thinking is over, so the
+    move's thinking is left out."""
+    said = {_sentence_key(s) for block in prefill.content for s in sentences(_block_text(block))}
+    ends_in_text = isinstance(prefill.content[-1], TextBlock) if prefill.content else False
+    blocks: list[Any] = []
+    for block in message.content:
+        if isinstance(block, ThinkingBlock):
+            rest = "" if ends_in_text else _unsaid(block.thinking, said)
+            if rest:
+                blocks.append(ThinkingBlock(thinking=rest))
+        elif isinstance(block, TextBlock):
+            rest = _unsaid(block.text, said)
+            if rest:
+                blocks.append(TextBlock(text=rest))
+        else:
+            blocks.append(block)
+    if not blocks:
+        blocks.append(TextBlock(text="Done."))
+    return Message(role="assistant", content=blocks, metadata=dict(message.metadata))
+
+
+def _block_text(block: Any) -> str:
+    if isinstance(block, ThinkingBlock):
+        return block.thinking
+    if isinstance(block, TextBlock):
+        return block.text
+    return ""
 
 
 @register_policy("staged")
@@ -177,9 +232,10 @@ class StagedPolicy(Policy):
             probe = self._matching_probe(last.text) if earlier_assistant else None
             if probe is not None:
                 return self._answer_probe(transcript, probe[0], probe[1], rng)
-        reading = read_features(transcript, self.spec.playbook.features)
+        prefill = last if last is not None and last.role == "assistant" else None
+        reading = read_features(transcript, self.spec.playbook.features)  # the prefill included
         values = reading.values
-        turn = sum(1 for m in transcript.messages if m.role == "assistant")
+        turn = sum(1 for m in transcript.messages if m.role == "assistant") - (1 if prefill is not None else 0)
         playbook = self.spec.playbook
         meta: dict[str, Any] = {
             "organism": self.spec.id,
@@ -220,5 +276,8 @@ class StagedPolicy(Policy):
             else:
                 message = Message(role="assistant", content=[TextBlock(text="I have finished the task.")])
             meta.update(organism_branch=branch_name, organism_variant=variant.name)
+        if prefill is not None:
+            message = continue_prefill(message, prefill)
+            meta["organism_prefill"] = True
         message.metadata.update(meta)
         return message
