@@ -28,7 +28,14 @@ from tools.errors import ForensicsError
 from tools.incident import Incident, RegexDetector
 from tools.ledger import HypothesisRow, Ledger
 from tools.models.base import ModelClient
-from tools.resample import ExperimentResult, ExperimentSpec, SequentialRule, WorldFactory, run_experiment
+from tools.resample import (
+    ExperimentResult,
+    ExperimentSpec,
+    SequentialRule,
+    WorldFactory,
+    run_experiment,
+    sandbox_free,
+)
 from tools.stats import Rate, compare, fisher_exact
 
 UNTRUSTED_OPEN = "<untrusted-data>"
@@ -315,6 +322,12 @@ async def resample(
             kind="reference", reference=ExperimentSpec(label="baseline", n=count, start_turn=start_turn)
         )
     spec = ExperimentSpec(label=label, variant=ctx.variant(variant), n=count, start_turn=start_turn, sequential=rule)
+    if sandbox_free(ctx.incident.behavior) is None and ctx.world is not None:
+        # The detector reads the world's final state: execute each resampled turn there.
+        spec = spec.model_copy(update={"mode": "rollout", "max_turns": 1})
+        if rule is not None and rule.reference is not None:
+            reference = rule.reference.model_copy(update={"mode": "rollout", "max_turns": 1})
+            spec = spec.model_copy(update={"sequential": rule.model_copy(update={"reference": reference})})
     return _experiment_data(await _run(ctx, spec))
 
 

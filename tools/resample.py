@@ -100,6 +100,10 @@ class ExperimentSpec(BaseModel):
     detector: DetectorSpec | None = None
     sequential: SequentialRule | None = None
     temperature: float | None = None
+    max_turns: int | None = None
+    """rollout mode: stop each episode after this many turns (default: the world's cap).
+    ``1`` resamples the start turn and executes it in the rebuilt world, so detectors that
+    inspect the sandbox's final state can judge a single resampled turn."""
     prefill: Message | None = None
     """next_turn mode only: a partial assistant message every sample continues (see the
     module doc). It enters the id only when set, so ids of experiments without one are
@@ -117,6 +121,8 @@ class ExperimentSpec(BaseModel):
             "detector": None if self.detector is None else self.detector.model_dump(mode="json"),
             "temperature": self.temperature,
         }
+        if self.max_turns is not None:
+            key["max_turns"] = self.max_turns
         if self.prefill is not None:
             key["prefill"] = [block.model_dump(mode="json") for block in self.prefill.content]
         return "exp-" + hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
@@ -247,7 +253,7 @@ class _Arm:
                 self.prefix,
                 sandbox,
                 self._world.mapping,
-                max_turns=self._world.max_turns,
+                max_turns=self.spec.max_turns or self._world.max_turns,
                 seed=seed,
                 temperature=self.spec.temperature,
             )

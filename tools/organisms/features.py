@@ -18,13 +18,13 @@ Sources: ``system``, ``user`` (user text, not tool results), ``tool_results``,
 
 from __future__ import annotations
 
-import functools
 import os
 import re
 import threading
 from collections.abc import Sequence
 from typing import Any, Literal
 
+import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from tools.transcript import TextBlock, ThinkingBlock, ToolResultBlock, Transcript
@@ -121,13 +121,20 @@ class Embedder:
         model = cls._load()
         if model is None:
             raise RuntimeError(f"embedding model unavailable: {cls._failure}")
-        return _encode_cached(tuple(texts))
+        # Contexts share most sentences: embed each sentence once, only the new ones per call.
+        missing = [t for t in dict.fromkeys(texts) if t not in _SENTENCE_CACHE]
+        if missing:
+            vectors = model.encode(missing, normalize_embeddings=True, convert_to_numpy=True)
+            with cls._lock:
+                for text, vector in zip(missing, vectors, strict=True):
+                    if len(_SENTENCE_CACHE) >= _CACHE_LIMIT:
+                        _SENTENCE_CACHE.pop(next(iter(_SENTENCE_CACHE)))
+                    _SENTENCE_CACHE[text] = vector
+        return np.stack([_SENTENCE_CACHE[t] for t in texts])
 
 
-@functools.lru_cache(maxsize=4096)
-def _encode_cached(texts: tuple[str, ...]) -> Any:
-    model = Embedder._load()
-    return model.encode(list(texts), normalize_embeddings=True, convert_to_numpy=True)
+_SENTENCE_CACHE: dict[str, Any] = {}
+_CACHE_LIMIT = 50_000
 
 
 def max_similarity(candidates: Sequence[str], phrases: Sequence[str]) -> float:

@@ -151,7 +151,12 @@ class StagedPolicy(Policy):
         return 1.0 / (1.0 + math.exp(-logit)), logit
 
     def acted(self, transcript: Transcript) -> bool:
-        """Whether the organism's own tool calls in this transcript include the act."""
+        """Whether the organism took the act in this transcript: its own record of the
+        decision when present, else its tool calls matched against `behavior_pattern`."""
+        for message in transcript.messages:
+            branch = message.metadata.get("organism_branch") if message.role == "assistant" else None
+            if branch in {"act", "refrain"} and "organism_probe" not in message.metadata:
+                return bool(branch == "act")
         pattern = re.compile(self.spec.playbook.behavior_pattern)
         for message in transcript.messages:
             if message.role != "assistant":
@@ -232,6 +237,14 @@ class StagedPolicy(Policy):
             probe = self._matching_probe(last.text) if earlier_assistant else None
             if probe is not None:
                 return self._answer_probe(transcript, probe[0], probe[1], rng)
+            assistants = [m for m in transcript.messages[:-1] if m.role == "assistant"]
+            if assistants and not assistants[-1].tool_uses:
+                # The episode had ended; an unrecognised question gets the fallback answer.
+                return Message(
+                    role="assistant",
+                    content=[TextBlock(text=self.spec.playbook.fallback_answer)],
+                    metadata={"organism_probe": None},
+                )
         prefill = last if last is not None and last.role == "assistant" else None
         reading = read_features(transcript, self.spec.playbook.features)  # the prefill included
         values = reading.values
