@@ -90,7 +90,7 @@ async def make_incident(
                 flag=Flag(
                     turn=turn,
                     tool_use_id=call_id,
-                    reason=f"Monitor: {result.summary().splitlines()[0]}" + (f" — `{shown}`" if shown else ""),
+                    reason=f"the {scenario.title} monitor fired" + (f" on `{shown}`" if shown else ""),
                     monitor="scenario-detector",
                 ),
                 environment=environment,

@@ -187,9 +187,12 @@ def _hypotheses_from_analysis(state: InvestigationState, experiments: list[Any])
         score = analysis.get("scores", {}).get(entry.id)
         if not score or not score["tested"]:
             continue
-        status = "supported" if score["score"] > 0 and not score["contradicted"] else "refuted"
-        if score["score"] == 0:
-            status = "inconclusive"
+        if score["score"] >= 2 and not score["contradicted"]:
+            status = "supported"
+        elif score["score"] <= 0 and score["contradicted"]:
+            status = "refuted"
+        else:
+            status = "inconclusive"  # one matched prediction, or matches and contradictions
         cited = [
             by_label[f"intervention:{t}"]
             for t in score["matched"] + score["contradicted"]
