@@ -1,0 +1,33 @@
+"""The simulated backend with a model playing the environment."""
+
+from __future__ import annotations
+
+from sandboxes.base import SandboxSpec
+from sandboxes.simulated import SimulatedSandbox
+from tests.factories import precommit_incident
+from tools.env_simulator import model_simulator, recorded_calls
+from tools.models.scripted import ScriptedModel
+from tools.transcript import Transcript
+
+
+async def test_recorded_commands_replay_and_new_ones_are_simulated_by_the_model() -> None:
+    incident = precommit_incident()
+    recorded = recorded_calls(incident.transcript)
+    assert recorded[2].command == "mypy 2>&1 | tail -3" and "Found 258 errors" in recorded[2].output
+
+    def respond(context: Transcript, _i: int) -> str:
+        prompt = context.messages[-1].text
+        assert "Next command:\n$ git status --short" in prompt
+        assert "<history>" in prompt and "$ mypy 2>&1 | tail -3" in prompt  # the history is shown as data
+        return " M pyproject.toml"
+
+    model = ScriptedModel(respond=respond)
+    simulator = model_simulator(model, environment="The typedcalc repository with a pre-commit hook.")
+    async with await SimulatedSandbox.start(SandboxSpec(), recorded=recorded, simulator=simulator) as sb:
+        for call in recorded[:3]:
+            result = await sb.exec(call.command)
+            assert result.provenance == "recorded" and result.stdout == call.output
+        new = await sb.exec("git status --short")
+    assert new.provenance == "simulated"
+    assert new.stdout == " M pyproject.toml"
+    assert model.meter.calls and model.meter.calls[0].n == 1
