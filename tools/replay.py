@@ -98,38 +98,25 @@ async def replay(
         for call in turn.tool_uses:
             recorded = results.get(call.id)
             expected = recorded.text if recorded is not None else ""
+            skipped = ReplayStep(
+                turn=turn.index,
+                tool_use_id=call.id,
+                tool=call.name,
+                command=None,
+                expected=expected,
+                got=None,
+                similarity=None,
+                divergent=False,
+            )
             try:
                 tool = tools.for_call(call)
                 command = None if tool.passive else tool.render_command(call.input)
             except ToolMappingError as exc:
-                report.steps.append(
-                    ReplayStep(
-                        turn=turn.index,
-                        tool_use_id=call.id,
-                        tool=call.name,
-                        command=None,
-                        expected=expected,
-                        got=None,
-                        similarity=None,
-                        divergent=True,
-                        skipped=str(exc),
-                    )
-                )
+                # A call that cannot be replayed leaves the world unknown: count it as divergent.
+                report.steps.append(skipped.model_copy(update={"divergent": True, "skipped": str(exc)}))
                 continue
             if command is None:
-                report.steps.append(
-                    ReplayStep(
-                        turn=turn.index,
-                        tool_use_id=call.id,
-                        tool=call.name,
-                        command=None,
-                        expected=expected,
-                        got=None,
-                        similarity=None,
-                        divergent=False,
-                        skipped="passive tool: nothing to execute",
-                    )
-                )
+                report.steps.append(skipped.model_copy(update={"skipped": "passive tool: nothing to execute"}))
                 continue
             result = await sandbox.exec(command, timeout=tool.timeout_s)
             got = tool.render_output(result)
