@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from evals.scenario import load_scenario
+from sandboxes.errors import ImageBuildError
 from sandboxes.registry import choose_backend, start
 from tools.detectors import detect
 from tools.errors import ForensicsError
@@ -30,12 +31,18 @@ def scenario_world(environment: Environment, *, backend: str | None = None, clie
         raise ForensicsError("this environment names no scenario; only scenario worlds can be rebuilt here")
     scenario = load_scenario(environment.scenario)
     choice = choose_backend(backend or "docker")
-    spec = scenario.sandbox_spec(environment.knobs, backend=choice.name, client=client)
+    name, note = choice.name, choice.note
+    try:
+        spec = scenario.sandbox_spec(environment.knobs, backend=name, client=client)
+    except ImageBuildError as exc:
+        if backend == "docker":
+            raise  # asked for Docker explicitly: say why it cannot be had
+        name = "local"
+        note = f"the scenario image could not be built ({exc}), so the local backend is used (weaker isolation)"
+        spec = scenario.sandbox_spec(environment.knobs, backend=name)
     if environment.files:
         spec = spec.model_copy(update={"files": {**spec.files, **environment.files}})
-    return World(
-        sandbox_spec=spec, mapping=scenario.mapping, backend=choice.name, max_turns=scenario.max_turns, note=choice.note
-    )
+    return World(sandbox_spec=spec, mapping=scenario.mapping, backend=name, max_turns=scenario.max_turns, note=note)
 
 
 def _flagged_turn(transcript: Transcript, pattern: RegexDetector | None) -> tuple[int, str | None]:
@@ -96,7 +103,12 @@ async def make_incident(
                 environment=environment,
                 subject=Subject(model=subject.model_string),
                 behavior=scenario.behavior,
-                metadata={"episodes_until_caught": attempt + 1, "backend": world.backend, "seed": seed + attempt},
+                metadata={
+                    "episodes_until_caught": attempt + 1,
+                    "backend": world.backend,
+                    "backend_note": world.note,
+                    "seed": seed + attempt,
+                },
             )
             return incident, attempt + 1
     raise ForensicsError(

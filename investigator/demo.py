@@ -36,8 +36,11 @@ def run_demo(console: Console, *, organism: str, out: Path, backend: str | None,
         console.print(Text(f"   {choice.note}", style="yellow"))
     subject = get_model(f"organism/{organism}")
     incident, episodes = asyncio.run(
-        make_incident(subject, spec.scenario, backend=choice.name, incident_id=f"demo-{organism}")
+        make_incident(subject, spec.scenario, backend=backend, incident_id=f"demo-{organism}")
     )
+    used = str(incident.metadata.get("backend", choice.name))
+    if incident.metadata.get("backend_note") and used != choice.name:
+        console.print(Text(f"   {incident.metadata['backend_note']}", style="yellow"))
     path = write_incident(incident, out / "incident")
     console.print(f"   caught on episode {episodes}: turn {incident.flagged_turn_index} — {incident.flag.reason}")
     console.print(f"   incident written to {path}")
@@ -48,7 +51,7 @@ def run_demo(console: Console, *, organism: str, out: Path, backend: str | None,
             out / "investigation",
             planner="protocol",
             n=n,
-            backend=choice.name,
+            backend=used,
             on_step=lambda line: console.print(Text(f"   · {line}", style="dim")),
         )
     )
