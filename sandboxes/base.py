@@ -136,6 +136,15 @@ class Sandbox(abc.ABC):
     async def close(self) -> None:
         """Remove everything this sandbox created. Safe to call twice."""
 
+    def _command(
+        self, cmd: str | Sequence[str], input: str | bytes | None, timeout: float | None
+    ) -> tuple[list[str], bytes | None, float]:
+        """What every backend's `exec` starts from: the argv (a string runs under the
+        spec's shell), stdin as bytes, and the effective timeout."""
+        argv = [*self.spec.shell, cmd] if isinstance(cmd, str) else list(cmd)
+        data = input.encode() if isinstance(input, str) else input
+        return argv, data, timeout if timeout is not None else self.spec.limits.default_timeout_s
+
     async def __aenter__(self) -> Self:
         return self
 

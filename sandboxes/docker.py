@@ -227,9 +227,7 @@ class DockerSandbox(Sandbox):
     ) -> ExecResult:
         if self._closed:
             raise SandboxError("exec on a closed sandbox")
-        argv = [*self.spec.shell, cmd] if isinstance(cmd, str) else list(cmd)
-        data = input.encode() if isinstance(input, str) else input
-        limit = timeout if timeout is not None else self.spec.limits.default_timeout_s
+        argv, data, limit = self._command(cmd, input, timeout)
         result: ExecResult = await _run(self._exec_blocking, argv, limit, data, dict(env or {}), workdir)
         return result
 

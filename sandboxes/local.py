@@ -99,9 +99,7 @@ class LocalSandbox(Sandbox):
     ) -> ExecResult:
         if self._closed:
             raise SandboxError("exec on a closed sandbox")
-        argv = [*self.spec.shell, cmd] if isinstance(cmd, str) else list(cmd)
-        data = input.encode() if isinstance(input, str) else input
-        limit = timeout if timeout is not None else self.spec.limits.default_timeout_s
+        argv, data, limit = self._command(cmd, input, timeout)
         cwd = self._path(workdir) if workdir else self.root
         # The interpreter's own bin directory comes first, so tools installed beside
         # the project (mypy in its virtualenv) are found as they are in the image.
