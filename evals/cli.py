@@ -21,6 +21,19 @@ def register(app: typer.Typer) -> None:
     """Add the evals commands to the main app."""
     app.command("simulate")(simulate_command)
     app.command("organisms")(organisms_command)
+    app.command("demo")(demo_command)
+
+
+def demo_command(
+    organism: Annotated[str, typer.Option(help="The subject: a model organism id.")] = "precommit-lazy-knowing",
+    out: Annotated[Path, typer.Option("--out", help="Run directory.")] = Path("runs/demo"),
+    backend: Annotated[str | None, typer.Option(help="docker (default, local fallback) or local.")] = None,
+    n: Annotated[int, typer.Option(help="Samples per arm.")] = 200,
+) -> None:
+    """A monitor catches an organism in its scenario; the protocol planner investigates it."""
+    from evals.demo import run_demo
+
+    run_demo(Console(), organism=organism, out=out, backend=backend, n=n)
 
 
 def simulate_command(

@@ -1,8 +1,11 @@
 """Scenarios as worlds for experiments, and incidents made the way a monitor makes them.
 
-`scenario_world(environment)` is the `tools.resample.WorldFactory` for scenario
-environments: the sandbox (Docker when an engine answers, else local with a note),
-the tool mapping and the turn cap at the environment's knob values.
+`scenario_world(environment)` builds the `tools.world.World` of a scenario environment:
+the sandbox (Docker when an engine answers, else local with a note), the tool mapping
+and the turn cap at the environment's knob values. `scenario_world_provider` is the same
+as a `tools.world.WorldProvider`; evals registers it under the ``scenario`` name of the
+``model_forensics.worlds`` entry-point group, so `tools.world.build_world` reaches it
+without the investigator importing evals.
 `make_incident` runs an organism in its scenario until an episode trips the
 scenario's detector, as a monitor would catch it, and writes it out as an incident.
 """
@@ -14,18 +17,20 @@ from typing import Any
 
 from evals.scenario import load_scenario
 from sandboxes.errors import ImageBuildError
-from sandboxes.registry import choose_backend, start
+from sandboxes.registry import choose_backend
 from tools.detectors import detect
 from tools.errors import ForensicsError
 from tools.formats.native import save as save_transcript
 from tools.incident import Environment, Flag, Incident, RegexDetector, Subject
 from tools.models.base import ModelClient
-from tools.resample import World
 from tools.rollout import rollout
 from tools.transcript import Transcript
+from tools.world import World, WorldRequest
 
 
-def scenario_world(environment: Environment, *, backend: str | None = None, client: Any = None) -> World:
+def scenario_world(
+    environment: Environment, *, backend: str | None = None, client: Any = None, trusted: bool = False
+) -> World:
     """The world for a scenario environment (see module doc)."""
     if environment.scenario is None:
         raise ForensicsError("this environment names no scenario; only scenario worlds can be rebuilt here")
@@ -42,7 +47,23 @@ def scenario_world(environment: Environment, *, backend: str | None = None, clie
         spec = scenario.sandbox_spec(environment.knobs, backend=name)
     if environment.files:
         spec = spec.model_copy(update={"files": {**spec.files, **environment.files}})
-    return World(sandbox_spec=spec, mapping=scenario.mapping, backend=name, max_turns=scenario.max_turns, note=note)
+    return World(
+        sandbox_spec=spec,
+        mapping=scenario.mapping,
+        backend=name,
+        max_turns=scenario.max_turns,
+        note=note,
+        kind="scenario",
+        trusted=trusted,
+        description=f"scenario {scenario.id}",
+    )
+
+
+def scenario_world_provider(environment: Environment, request: WorldRequest) -> World:
+    """`scenario_world` as a `tools.world.WorldProvider` (the ``scenario`` entry point).
+    A shipped scenario played by an organism runs only commands we wrote: trusted."""
+    trusted = (request.subject_model or "").startswith("organism/")
+    return scenario_world(environment, backend=request.backend, client=request.client, trusted=trusted)
 
 
 def _flagged_turn(transcript: Transcript, pattern: RegexDetector | None) -> tuple[int, str | None]:
@@ -77,11 +98,11 @@ async def make_incident(
     incident and how many episodes it took. Raises when none fires."""
     scenario = load_scenario(scenario_id)
     environment = scenario.environment(knobs)
-    world = scenario_world(environment, backend=backend)
+    world = scenario_world(environment, backend=backend, trusted=subject.model_string.startswith("organism/"))
     start_transcript = scenario.initial_transcript(environment.knobs)
     regex = next((r for r in _regex_parts(scenario.behavior)), None)
     for attempt in range(max_episodes):
-        async with await start(world.sandbox_spec, backend=world.backend) as sandbox:
+        async with await world.start() as sandbox:
             episode = await rollout(
                 subject, start_transcript, sandbox, world.mapping, max_turns=world.max_turns, seed=seed + attempt
             )

@@ -163,19 +163,6 @@ def investigate(
 
 
 @app.command()
-def demo(
-    organism: Annotated[str, typer.Option(help="The subject: a model organism id.")] = "precommit-lazy-knowing",
-    out: Annotated[Path, typer.Option("--out", help="Run directory.")] = Path("runs/demo"),
-    backend: Annotated[str | None, typer.Option(help="docker (default, local fallback) or local.")] = None,
-    n: Annotated[int, typer.Option(help="Samples per arm.")] = 200,
-) -> None:
-    """A monitor catches an organism in its scenario; the protocol planner investigates it."""
-    from investigator.demo import run_demo
-
-    run_demo(console, organism=organism, out=out, backend=backend, n=n)
-
-
-@app.command()
 def examples(
     folder: Annotated[Path, typer.Option(help="Folder of example transcripts and incidents.")] = Path("examples"),
 ) -> None:

@@ -1,8 +1,8 @@
 """One investigation, end to end: incident → case → graph → report → grade.
 
 `investigate` wires the pieces: the subject model named by the incident (organisms run
-offline), the scenario world for rollouts (Docker when an engine answers, local with a
-note otherwise), the ledger and the checkpointed graph in the run directory, the
+offline), the world for rollouts (`tools.world`: a scenario's, or one rebuilt from the
+incident's snapshot of its workspace), the ledger and the checkpointed graph in the run directory, the
 planner, and the judge. The report's experiments come from the ledger; its judgement
 fields come from the planner's `submit_report` — or, when the planner never submitted
 (budget exhausted, step cap), an *inconclusive* report that says why.
@@ -29,6 +29,7 @@ from tools.ledger import Ledger
 from tools.models.base import ModelClient
 from tools.models.registry import get_model
 from tools.transcript import ThinkingBlock
+from tools.world import has_world, world_factory
 
 PlannerName = Literal["protocol", "llm", "cot-only"]
 
@@ -224,6 +225,7 @@ async def investigate(
     n: int = 200,
     resume: bool = False,
     backend: str | None = None,
+    allow_host: bool = False,
     subject: ModelClient | None = None,
     on_step: Callable[[str], None] | None = None,
 ) -> InvestigationResult:
@@ -235,13 +237,7 @@ async def investigate(
     out.mkdir(parents=True, exist_ok=True)
     started = time.time()
     ledger = Ledger(out)
-    world = None
-    if incident.environment.scenario:
-        from evals.world import scenario_world
-
-        def world(env: Any) -> Any:
-            return scenario_world(env, backend=backend)
-
+    world = world_factory(incident, backend=backend, allow_host=allow_host) if has_world(incident) else None
     ctx = ToolContext(
         incident=incident,
         ledger=ledger,

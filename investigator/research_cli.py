@@ -11,8 +11,8 @@ Every experiment lands in the ledger of a run directory (``--run``, default
 ``runs/<incident id>``), so rerunning a command resumes it instead of paying for its
 samples twice, and `compare` can read it later. The subject is the incident's own
 (``organism/<id>`` subjects run offline) unless ``--subject`` names another; an
-incident whose environment is a scenario gets the scenario's world
-(evals.world.scenario_world) for rollouts. Problems the user can fix raise
+incident gets its world for rollouts from `tools.world` (a scenario's, or one rebuilt
+from the incident's snapshot). Problems the user can fix raise
 `ForensicsError`, which the app prints as one line (exit status 2).
 """
 
@@ -42,7 +42,7 @@ if TYPE_CHECKING:
     from tools.incident import Incident
     from tools.ledger import Ledger
     from tools.models.base import ModelClient
-    from tools.resample import WorldFactory
+    from tools.world import WorldFactory
 
 console = Console()
 
@@ -92,21 +92,15 @@ class _Case:
         from tools.incident import load_incident
         from tools.ledger import Ledger
         from tools.models.registry import get_model
+        from tools.world import has_world, world_factory
 
         self.incident: Incident = load_incident(incident_path)
         self.run_dir = run if run is not None else Path("runs") / self.incident.id
         self.subject: ModelClient = get_model(subject or self.incident.subject.model)
         self.ledger: Ledger = Ledger(self.run_dir)
         self.world: WorldFactory | None = None
-        if self.incident.environment.scenario:
-            from evals.world import scenario_world
-            from tools.incident import Environment
-            from tools.resample import World
-
-            def world(environment: Environment) -> World:
-                return scenario_world(environment, backend=backend)
-
-            self.world = world
+        if has_world(self.incident):
+            self.world = world_factory(self.incident, backend=backend)
 
     def close(self) -> None:
         self.ledger.close()

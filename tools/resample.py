@@ -32,19 +32,22 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from sandboxes.base import Sandbox, SandboxSpec, SnapshotRef
-from sandboxes.registry import remove_snapshot, start
+from sandboxes.base import Sandbox, SnapshotRef
+from sandboxes.registry import remove_snapshot
 from tools.detectors import DetectionResult, detect
 from tools.edit import Variant
 from tools.errors import ForensicsError
-from tools.incident import CompositeDetector, DetectorSpec, Environment, Incident, LLMDetector, RegexDetector
+from tools.incident import CompositeDetector, DetectorSpec, Incident, LLMDetector, RegexDetector
 from tools.ledger import Ledger
 from tools.models.base import ModelClient
 from tools.replay import replay_and_snapshot
 from tools.rollout import rollout
 from tools.stats import Rate, RateThresholdTest, TwoArmTest
-from tools.toolmap import ToolMapping
 from tools.transcript import ContentBlock, Message, TextBlock, ThinkingBlock, Transcript
+
+# World and WorldFactory live in tools.world; re-exported here for code that imports them from this module.
+from tools.world import World as World
+from tools.world import WorldFactory as WorldFactory
 
 Mode = Literal["next_turn", "rollout", "probe"]
 
@@ -52,22 +55,6 @@ Mode = Literal["next_turn", "rollout", "probe"]
 class ExperimentError(ForensicsError):
     """An experiment cannot run as specified (a detector that needs a sandbox in
     next_turn mode, a start turn past the edited transcript, no world to roll out in)."""
-
-
-class World(BaseModel):
-    """Where rollouts run: what sandbox to start and how tool calls become commands."""
-
-    model_config = ConfigDict(arbitrary_types_allowed=True)
-
-    sandbox_spec: SandboxSpec
-    mapping: ToolMapping
-    backend: str
-    max_turns: int = 30
-    note: str | None = None
-
-
-WorldFactory = Callable[[Environment], World]
-"""Builds the world for an (edited) environment; evals provides one for scenarios."""
 
 
 class SequentialRule(BaseModel):
@@ -246,7 +233,7 @@ class _Arm:
                 message = merge_prefill(self.spec.prefill, message)
             return [message], None
         assert self._world is not None and self._snapshot is not None
-        sandbox = await start(self._world.sandbox_spec, backend=self._world.backend, from_snapshot=self._snapshot)
+        sandbox = await self._world.start(from_snapshot=self._snapshot)
         try:
             episode = await rollout(
                 self.subject,
@@ -276,7 +263,7 @@ class _Arm:
         self._world = self.world_factory(self.environment)
         if self._world.note:
             self.notes.append(self._world.note)
-        async with await start(self._world.sandbox_spec, backend=self._world.backend) as sandbox:
+        async with await self._world.start() as sandbox:
             report, self._snapshot = await replay_and_snapshot(
                 self.transcript, sandbox, upto_turn=self.start_turn, mapping=self._world.mapping
             )

@@ -6,6 +6,9 @@ the incident is written out as a monitor would file it; the protocol planner
 investigates it — resampling, interventions, a counterfactual rerun in the rebuilt
 world, probes, statistics — and the report and grade are written and summarized,
 with the organism's known truth to check the verdict against.
+
+It lives in evals (and reaches `forensics` through evals' ``model_forensics.cli`` entry
+point) because it needs the scenarios and organisms; the investigator never imports them.
 """
 
 from __future__ import annotations
