@@ -41,7 +41,11 @@ def simulate_command(
     n: Annotated[int, typer.Option("--n", help="Number of samples.")] = 20,
     edit: Annotated[Path | None, typer.Option("--edit", help="YAML file of edits to apply first.")] = None,
     mode: Annotated[
-        str, typer.Option(help="rollout (whole episodes) or next_turn (resample the decision).")
+        str,
+        typer.Option(
+            help="rollout (whole episodes) or next_turn (resample the decision turn, judged as investigations "
+            "judge it: executed in the rebuilt world when the detector reads its state)."
+        ),
     ] = "rollout",
     backend: Annotated[str | None, typer.Option(help="docker (default, falls back to local) or local.")] = None,
     seed: Annotated[int, typer.Option(help="Seed of the first sample.")] = 0,
@@ -88,6 +92,7 @@ def simulate_command(
             f"  ({result.k}/{result.n}, Wilson 95%)",
         )
     )
+    console.print(Text(f"judged by {result.judged_by}", style="dim"))
     if result.backend_note:
         console.print(Text(result.backend_note, style="yellow"))
     table = Table(title="a few trajectories", title_justify="left")
