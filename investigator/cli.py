@@ -47,11 +47,21 @@ FormatOpt = Annotated[
 ]
 SampleOpt = Annotated[str | None, typer.Option("--sample", help="Sample id inside an Inspect log.")]
 EpochOpt = Annotated[int | None, typer.Option("--epoch", help="Epoch of the sample inside an Inspect log.")]
+TranscriptOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--transcript",
+        help="For an incident file: read this transcript instead of the one it names. A path inside an incident "
+        "file must stay in the incident's folder; one given here may be anywhere.",
+    ),
+]
 
 
-def _load_any(path: Path, fmt: str | None, sample: str | None, epoch: int | None) -> Transcript | Incident:
-    if fmt is None and is_incident_file(path):
-        return load_incident(path)
+def _load_any(
+    path: Path, fmt: str | None, sample: str | None, epoch: int | None, transcript: Path | None = None
+) -> Transcript | Incident:
+    if transcript is not None or (fmt is None and is_incident_file(path)):
+        return load_incident(path, transcript_file=transcript)
     return load_transcript(path, format=fmt, sample_id=sample, epoch=epoch)
 
 
@@ -63,9 +73,10 @@ def show(
     epoch: EpochOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the normalized transcript as JSON.")] = False,
     max_chars: Annotated[int, typer.Option(help="Clip each text field to this many characters (0: no limit).")] = 2000,
+    transcript_file: TranscriptOpt = None,
 ) -> None:
     """Render a transcript or incident: CoT dimmed, tool calls highlighted, the flagged step marked."""
-    loaded = _load_any(path, format, sample, epoch)
+    loaded = _load_any(path, format, sample, epoch, transcript_file)
     transcript = loaded.transcript if isinstance(loaded, Incident) else loaded
     if as_json:
         sys.stdout.write(dump_native(transcript) + "\n")
@@ -121,6 +132,7 @@ class PlannerChoice(StrEnum):
 @app.command()
 def investigate(
     incident: Annotated[Path | None, typer.Argument(help="The incident file (YAML/JSON).")] = None,
+    transcript: TranscriptOpt = None,
     planner: Annotated[
         PlannerChoice | None,
         typer.Option(help="llm (default when ANTHROPIC_API_KEY is set), protocol (offline default) or cot-only."),
@@ -146,6 +158,7 @@ def investigate(
     run_investigation_cli(
         console,
         incident=incident,
+        transcript=transcript,
         planner=planner.value if planner else None,
         model=model,
         judge=judge,

@@ -64,6 +64,7 @@ def run_investigation_cli(
     *,
     incident: Path | None,
     planner: str | None,
+    transcript: Path | None = None,
     model: str | None,
     judge: str | None,
     out: Path | None,
@@ -84,7 +85,7 @@ def run_investigation_cli(
     else:
         if incident is None:
             raise ForensicsError("give an INCIDENT file, or --resume RUN_DIR")
-        loaded = load_incident(incident)
+        loaded = load_incident(incident, transcript_file=transcript)
         run_dir = out or Path("runs") / loaded.id
         if (run_dir / RUN_FILE).exists():
             raise ForensicsError(f"{run_dir} already holds an investigation; use --resume {run_dir} or another --out")

@@ -15,12 +15,18 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from tools.errors import FormatError, IncidentError
 from tools.formats import FORMAT_NAMES, load_transcript
-from tools.formats.base import json_path
+from tools.formats.base import (
+    INCIDENT_CAP_SETTING,
+    decode_utf8,
+    json_path,
+    parse_json_bounded,
+    read_bounded,
+    safe_yaml_load,
+)
 from tools.formats.native import parse as parse_native_transcript
 from tools.transcript import Transcript, Turn
 
@@ -166,18 +172,22 @@ def _error(path: Path, field: str, message: str) -> IncidentError:
 
 
 def _read_spec(path: Path) -> dict[str, Any]:
+    """The incident file's mapping, read bounded: a regular file of at most
+    ``FORENSICS_MAX_INCIDENT_BYTES``, JSON parsed as JSON (``.json``), anything else
+    with the limited safe YAML loader; depth, integers and Unicode checked."""
+    from tools.settings import parse_limits
+
     try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise IncidentError(f"{path}: file not found") from None
-    except (UnicodeDecodeError, IsADirectoryError) as exc:
-        raise IncidentError(f"{path}: cannot read as UTF-8 text ({exc.__class__.__name__})") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
-        raise IncidentError(f"{path}: not valid YAML/JSON{where}: {getattr(exc, 'problem', exc)}") from None
+        raw = read_bounded(
+            path, int(parse_limits().max_incident_bytes), what="an incident file", setting=INCIDENT_CAP_SETTING
+        )
+        text = decode_utf8(raw, source=str(path))
+        if path.suffix.lower() == ".json":
+            data = parse_json_bounded(text, source=str(path))
+        else:
+            data = safe_yaml_load(text, source=str(path))
+    except FormatError as exc:
+        raise IncidentError(str(exc)) from None
     if not isinstance(data, dict):
         raise IncidentError(
             f"{path}: an incident file must be a mapping with keys transcript, flag, environment, subject, behavior"
@@ -185,10 +195,33 @@ def _read_spec(path: Path) -> dict[str, Any]:
     return data
 
 
-def load_incident(path: str | Path) -> Incident:
-    """Read and validate an incident file, loading the transcript it points at."""
+def confined_path(base: Path, value: str, *, source: Path, field: str) -> Path:
+    """`value` (a path written in an incident file) resolved against `base` (the
+    incident file's folder), refused with an `IncidentError` naming `field` when it
+    leads outside `base` — by ``..``, an absolute path or a symbolic link. Paths the
+    user gives on the command line are not confined; paths inside untrusted files are."""
+    root = base.resolve()
+    target = (root / value).resolve()
+    if not target.is_relative_to(root):
+        raise _error(
+            source,
+            field,
+            f"path {value!r} leads outside the incident's folder {root} (to {target}); an incident file may only "
+            "name files next to it or below — pass a file elsewhere on the command line (--transcript)",
+        )
+    return target
+
+
+def load_incident(path: str | Path, *, transcript_file: str | Path | None = None) -> Incident:
+    """Read and validate an incident file, loading the transcript it points at.
+
+    A transcript path inside the file must stay inside the file's folder
+    (`confined_path`). `transcript_file`, a path the user gave (on the command line),
+    replaces the file's own `transcript` field and is not confined."""
     p = Path(path)
     data = _read_spec(p)
+    if transcript_file is not None:
+        data["transcript"] = str(transcript_file)
     try:
         spec = IncidentFile.model_validate(data)
     except ValidationError as exc:
@@ -206,7 +239,10 @@ def load_incident(path: str | Path) -> Incident:
         )
 
     if isinstance(spec.transcript, str):
-        transcript_path = (p.parent / spec.transcript).resolve()
+        if transcript_file is not None:
+            transcript_path = Path(transcript_file).resolve()
+        else:
+            transcript_path = confined_path(p.parent, spec.transcript, source=p, field="transcript")
         if not transcript_path.exists():
             raise _error(p, "transcript", f"file {spec.transcript!r} not found (looked at {transcript_path})")
         try:
@@ -254,14 +290,19 @@ def load_incident(path: str | Path) -> Incident:
 
 
 def is_incident_file(path: str | Path) -> bool:
-    """Whether a file is an incident (YAML, or JSON with `flag` and `transcript` keys)."""
+    """Whether a file is an incident (YAML, or JSON with `flag` and `transcript` keys).
+    A ``.json`` file is parsed as JSON, and only when it is a regular file no larger
+    than an incident file may be (a large transcript is never parsed here)."""
+    from tools.settings import parse_limits
+
     p = Path(path)
     if p.suffix.lower() in INCIDENT_SUFFIXES:
         return True
     if p.suffix.lower() != ".json":
         return False
     try:
-        data = yaml.safe_load(p.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        raw = read_bounded(p, int(parse_limits().max_incident_bytes), what="an incident file")
+        data = parse_json_bounded(decode_utf8(raw, source=str(p)), source=str(p))
+    except FormatError:
         return False
     return isinstance(data, dict) and "flag" in data and "transcript" in data

@@ -98,7 +98,7 @@ def test_unreadable_transcript_is_reported_through_the_incident(tmp_path: Path) 
 def test_bad_yaml_names_the_line(tmp_path: Path) -> None:
     path = tmp_path / "i.yaml"
     path.write_text("flag:\n  turn: [1,\n")
-    with pytest.raises(IncidentError, match=r"i.yaml: not valid YAML/JSON at line \d+"):
+    with pytest.raises(IncidentError, match=r"i.yaml at line \d+, column \d+: not valid YAML"):
         load_incident(path)
     path.write_text("- a list\n")
     with pytest.raises(IncidentError, match="must be a mapping"):

@@ -57,7 +57,6 @@ write, common when Claude Code is killed): it is skipped and
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -67,7 +66,16 @@ from typing import Annotated, Any, Literal, TypeVar
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
 from tools.errors import FormatError
-from tools.formats.base import Importer, LoadOptions, format_error_from_validation
+from tools.formats.base import (
+    Importer,
+    JSONSyntaxError,
+    LoadOptions,
+    format_error_from_validation,
+    parse_json_bounded,
+    read_bounded,
+    read_json,
+)
+from tools.settings import parse_limits
 from tools.transcript import (
     ContentBlock,
     ImageBlock,
@@ -875,18 +883,16 @@ def parse_lines(lines: Iterable[str], *, source: str = "<input>", include_sidech
         if not text.strip():
             continue
         try:
-            items.append((line, json.loads(text)))
-        except json.JSONDecodeError as exc:
+            items.append((line, parse_json_bounded(text, source=source, location=f"line {line}", line_offset=index)))
+        except JSONSyntaxError as exc:
             if index == len(all_lines) - 1 and not text.endswith("\n"):
                 truncated = True
                 continue
             raise FormatError(
-                f"invalid JSON: {exc.msg} (column {exc.colno}); expected one JSON record per line",
+                f"invalid JSON: {exc.reason} (column {exc.column}); expected one JSON record per line",
                 source=source,
                 location=f"line {line}",
             ) from None
-        except RecursionError:
-            raise FormatError("JSON is nested too deeply", source=source, location=f"line {line}") from None
     if not items:
         what = "its only line is cut off (an interrupted write)" if truncated else "it is empty"
         raise FormatError(f"no records: {what}; expected a Claude Code session log", source=source)
@@ -929,22 +935,15 @@ def _load(path: Path, options: LoadOptions) -> Transcript:
             "a Claude Code session log holds one conversation; sample and epoch apply only to Inspect logs",
             source=source,
         )
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise FormatError("file not found", source=source) from None
-    except IsADirectoryError:
-        raise FormatError("is a directory, expected a Claude Code session log (.jsonl)", source=source) from None
-    except OSError as exc:
-        raise FormatError(f"cannot read the file: {exc.strerror or exc}", source=source) from None
     if path.suffix.lower() != ".jsonl":
         # A single record saved as (possibly pretty-printed) JSON, which `_sniff` accepts.
         try:
-            whole = json.loads(data.decode("utf-8"))
-        except (ValueError, RecursionError):
+            whole = read_json(path)
+        except JSONSyntaxError:
             whole = None
         if isinstance(whole, dict):
             return _build([(1, whole)], source=source, include_sidechains=False, truncated=False)
+    data = read_bounded(path, int(parse_limits().max_transcript_bytes), what="a Claude Code session log (.jsonl)")
     return parse_bytes(data, source=source)
 
 

@@ -70,7 +70,7 @@ from pydantic import ValidationError
 from pydantic_core import to_jsonable_python
 
 from tools.errors import FormatError
-from tools.formats.base import Importer, LoadOptions, format_error_from_validation
+from tools.formats.base import Importer, LoadOptions, check_zip_archive, format_error_from_validation, read_json
 from tools.transcript import (
     ContentBlock,
     GenerationConfig,
@@ -312,14 +312,6 @@ def _read_eval_archive(source: str, options: LoadOptions) -> tuple[EvalLog, Eval
     return header, sample
 
 
-def _read_json_log(source: str, options: LoadOptions) -> tuple[EvalLog, EvalSample]:
-    """A whole ``.json`` log and the chosen sample (JSON logs have no index to seek in)."""
-    from inspect_ai.log import read_eval_log
-
-    log = _read(lambda: read_eval_log(source, resolve_attachments="core", format="json"), source=source)
-    return log, _pick(log, options, source=source)
-
-
 def _pick(log: EvalLog, options: LoadOptions, *, source: str) -> EvalSample:
     _check_header(log, source=source)
     if not log.samples:
@@ -332,9 +324,11 @@ def _load(path: Path, options: LoadOptions) -> Transcript:
     source = str(path)
     _import_inspect(source)
     if _is_zip(path, source) or path.suffix.lower() == ".eval":
+        check_zip_archive(path)  # declared sizes and ratios, before anything inflates
         header, sample = _read_eval_archive(source, options)
     else:
-        header, sample = _read_json_log(source, options)
+        # Read (bounded: size, depth, Unicode) by the toolkit, validated by Inspect.
+        return parse(read_json(path), source=source, options=options)
     return sample_to_transcript(header, sample, source=source)
 
 

@@ -992,7 +992,7 @@ def test_a_trailing_unanswered_call_is_allowed() -> None:
     assert to_anthropic_body(t)["messages"][0]["role"] == "assistant"
 
 
-@pytest.mark.parametrize("depth", [50, 500, 950])
+@pytest.mark.parametrize("depth", [50, 120])
 def test_deeply_nested_tool_input_survives_import_and_export(depth: int) -> None:
     nested = "[" * depth + "]" * depth
     text = json.dumps(
@@ -1004,6 +1004,21 @@ def test_deeply_nested_tool_input_survives_import_and_export(depth: int) -> None
     for _ in range(depth - 1):
         value = value[0]
     assert value == []
+
+
+@pytest.mark.parametrize("depth", [500, 950])
+def test_nesting_past_the_depth_limit_is_a_located_error(depth: int) -> None:
+    # Past FORENSICS_MAX_DEPTH (128) the rest of the pipeline (pydantic's JSON, deep
+    # copies of edited transcripts) could not hold the transcript, so it is refused at
+    # reading, naming where.
+    nested = "[" * depth + "]" * depth
+    text = json.dumps(
+        _request(_user("q"), _assistant([{"type": "tool_use", "id": "t", "name": "n", "input": {"x": "HERE"}}]))
+    ).replace('"HERE"', nested)
+    with pytest.raises(FormatError, match="nested more than 128 levels") as info:
+        parse_json(text, source="deep.json")
+    # located by its JSON path, or (past what the parser itself can nest) its line and column
+    assert info.value.location.startswith(("messages[1].content[0].input.x", "line 1, column "))
 
 
 def test_export_does_not_modify_the_transcript() -> None:
