@@ -17,6 +17,7 @@ from rich.text import Text
 
 from tools.incident import Incident
 from tools.transcript import (
+    CompactionBlock,
     ImageBlock,
     Message,
     TextBlock,
@@ -41,6 +42,8 @@ def _tool_use(block: ToolUseBlock, max_chars: int | None, flagged: bool) -> Rend
     else:
         body = Syntax(_clip(json.dumps(block.input, indent=2, ensure_ascii=False), max_chars), "json", word_wrap=True)
     title = Text.assemble(("tool call ", "bold cyan"), (block.name, "bold"), (f"  {block.id}", "dim"))
+    if block.side == "server":
+        title.append("  server-side", style="dim")
     if flagged:
         title.append("  ◀ FLAGGED", style="bold red")
     return Panel(body, title=title, title_align="left", border_style="red" if flagged else "cyan")
@@ -51,9 +54,11 @@ def _tool_result(block: ToolResultBlock, max_chars: int | None) -> RenderableTyp
     images = sum(1 for item in block.content if isinstance(item, ImageBlock))
     if images:
         text.append(f"\n[{images} image(s)]", style="dim")
-    style = "red" if block.is_error else "green"
+    style = "red" if block.is_error or block.status != "ok" else "green"
     title = Text.assemble(("result", f"bold {style}"), (f"  {block.tool_use_id}", "dim"))
-    if block.is_error:
+    if block.status != "ok":
+        title.append(f"  {block.status}", style="bold red")
+    elif block.is_error:
         title.append("  error", style="bold red")
     return Panel(text, title=title, title_align="left", border_style=style, style="dim" if not block.is_error else "")
 
@@ -78,6 +83,9 @@ def message_renderables(
             out.append(_tool_use(block, max_chars, flagged))
         elif isinstance(block, ToolResultBlock):
             out.append(_tool_result(block, max_chars))
+        elif isinstance(block, CompactionBlock):
+            summary = block.summary if block.summary is not None else "(opaque summary, not readable)"
+            out.append(Text.assemble(("[compaction] ", "dim bold"), (_clip(summary, max_chars), "dim")))
         else:
             out.append(Text(f"[image {block.media_type or block.url or ''}]", style="dim"))
     return out

@@ -17,11 +17,36 @@ import re
 from collections.abc import Iterator
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from tools.errors import TranscriptError
 
 SCHEMA_VERSION = 1
+
+ToolCallStatus = Literal["ok", "error", "rejected", "interrupted"]
+"""What became of a tool call, as typed data on its `ToolResultBlock`:
+
+* ``ok`` — it ran and returned normally;
+* ``error`` — it ran and failed (``is_error``);
+* ``rejected`` — it never ran: the user or a permission policy refused it (Claude Code's
+  "The user doesn't want to proceed with this tool use", an OpenHands ``user_rejected``
+  observation, a Codex approval denial);
+* ``interrupted`` — it was cancelled while running (the user pressed Esc / Ctrl-C); it may
+  have had partial effects, and its recorded output is incomplete.
+
+Replay executes only ``ok`` and ``error`` calls: a ``rejected`` or ``interrupted`` call is
+skipped, because what it did (nothing, or an unknown part) cannot be reproduced.
+"""
+
+ToolSide = Literal["client", "server"]
+"""Who executed a tool call. ``client``: the agent harness ran it (the tools a sandbox
+replays). ``server``: the model provider ran it inside the API call (Anthropic
+``server_tool_use`` / ``mcp_tool_use`` with its ``*_tool_result``, OpenAI hosted tools such
+as ``web_search_call``); its result is part of the same assistant message, and replay
+answers it from the recorded result or the simulated backend, never by running it."""
+
+REPLAYABLE_STATUSES: frozenset[str] = frozenset({"ok", "error"})
+"""Statuses of calls that really ran to completion and can be re-executed."""
 
 
 class _Block(BaseModel):
@@ -54,24 +79,38 @@ class ImageBlock(_Block):
 
 
 class ToolUseBlock(_Block):
-    """A tool call made by the assistant."""
+    """A tool call made by the assistant. `side` says who executed it (see `ToolSide`)."""
 
     type: Literal["tool_use"] = "tool_use"
     id: str
     name: str
     input: dict[str, Any] = Field(default_factory=dict)
+    side: ToolSide = "client"
 
 
 ToolResultItem = Annotated[TextBlock | ImageBlock, Field(discriminator="type")]
 
 
 class ToolResultBlock(_Block):
-    """The output of a tool call, addressed to it by `tool_use_id`."""
+    """The output of a tool call, addressed to it by `tool_use_id`.
+
+    `is_error` is what the model was told (the API flag); `status` is what happened to
+    the call (see `ToolCallStatus`). A result marked ``is_error`` with the default status
+    gets status ``error``. A ``server`` result lives in the assistant message that made
+    the call, right after it."""
 
     type: Literal["tool_result"] = "tool_result"
     tool_use_id: str
     content: list[ToolResultItem] = Field(default_factory=list)
     is_error: bool = False
+    status: ToolCallStatus = "ok"
+    side: ToolSide = "client"
+
+    @model_validator(mode="after")
+    def _error_status(self) -> ToolResultBlock:
+        if self.is_error and self.status == "ok":
+            self.status = "error"
+        return self
 
     @property
     def text(self) -> str:
@@ -79,8 +118,22 @@ class ToolResultBlock(_Block):
         return "\n".join(item.text for item in self.content if isinstance(item, TextBlock))
 
 
+class CompactionBlock(_Block):
+    """A provider-side context compaction (Anthropic ``compaction`` blocks, OpenAI
+    Responses ``compaction`` items): from here on the model saw `summary` (or, when only
+    `encrypted_content` is recorded, an opaque summary) instead of the messages before it.
+    The earlier messages stay in the transcript because they are what happened; the
+    block marks where the model's view was cut. `signature` / `encrypted_content` are
+    the provider's opaque payloads, sent back unchanged on export."""
+
+    type: Literal["compaction"] = "compaction"
+    summary: str | None = None
+    encrypted_content: str | None = None
+    signature: str | None = None
+
+
 ContentBlock = Annotated[
-    TextBlock | ThinkingBlock | ImageBlock | ToolUseBlock | ToolResultBlock,
+    TextBlock | ThinkingBlock | ImageBlock | ToolUseBlock | ToolResultBlock | CompactionBlock,
     Field(discriminator="type"),
 ]
 
@@ -192,7 +245,8 @@ class Transcript(BaseModel):
             if msg.role != "assistant":
                 continue
             ids = {u.id for u in msg.tool_uses}
-            results: list[ToolResultBlock] = []
+            # Server-side results sit in the assistant message itself, after their call.
+            results: list[ToolResultBlock] = [r for r in msg.tool_results if r.tool_use_id in ids]
             for later in self.messages[i + 1 :]:
                 if later.role == "assistant":
                     break
@@ -223,6 +277,26 @@ class Transcript(BaseModel):
             for block in msg.tool_uses:
                 if block.id == tool_use_id:
                     return i, block
+        raise TranscriptError(f"no tool call with id {tool_use_id!r}")
+
+    def tool_result(self, tool_use_id: str) -> tuple[int, ToolResultBlock] | None:
+        """The message index and block of the first result answering this call, if any."""
+        for i, msg in enumerate(self.messages):
+            for block in msg.tool_results:
+                if block.tool_use_id == tool_use_id:
+                    return i, block
+        return None
+
+    def tool_status(self, tool_use_id: str) -> ToolCallStatus | None:
+        """What became of a call (its result's status); None when it got no result."""
+        found = self.tool_result(tool_use_id)
+        return found[1].status if found is not None else None
+
+    def turn_of(self, tool_use_id: str) -> int:
+        """The index of the assistant turn that made this tool call."""
+        for turn in self.turns():
+            if any(u.id == tool_use_id for u in turn.tool_uses):
+                return turn.index
         raise TranscriptError(f"no tool call with id {tool_use_id!r}")
 
     # ---------------------------------------------------------------- search
@@ -355,9 +429,15 @@ def render_block(block: ContentBlock, clip: Any = lambda s: s) -> str:
     if isinstance(block, ThinkingBlock):
         return "[thinking" + (" redacted" if block.redacted else "") + "] " + str(clip(block.thinking))
     if isinstance(block, ToolUseBlock):
-        return f"[tool_use {block.name} {block.id}] " + str(clip(json.dumps(block.input, ensure_ascii=False)))
+        side = " server" if block.side == "server" else ""
+        return f"[tool_use {block.name} {block.id}{side}] " + str(clip(json.dumps(block.input, ensure_ascii=False)))
+    if isinstance(block, CompactionBlock):
+        summary = block.summary if block.summary is not None else "(opaque summary)"
+        return "[compaction] " + str(clip(summary))
     if isinstance(block, ToolResultBlock):
-        flag = " error" if block.is_error else ""
+        flag = f" {block.status}" if block.status != "ok" else (" error" if block.is_error else "")
+        if block.side == "server":
+            flag += " server"
         images = sum(1 for i in block.content if isinstance(i, ImageBlock))
         extra = f" (+{images} image)" if images else ""
         return f"[tool_result {block.tool_use_id}{flag}]{extra} " + str(clip(block.text))

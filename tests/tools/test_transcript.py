@@ -142,3 +142,58 @@ def test_render_marks_roles_thinking_tools_and_flag(precommit: Transcript) -> No
     assert '[tool_use execute_command toolu_01Fx9Vq3mT7RkLs2PnW8dYe5] {"command": "git commit --no-verify' in text
     assert "more chars]" in text  # clipping is visible
     assert "[tool_result toolu_01Ex9Vq3mT7RkLs2PnW8dYe4 error]" in text
+
+
+# ------------------------------------------------------- call statuses and server side
+def test_an_error_result_gets_the_error_status_and_other_statuses_are_kept() -> None:
+    assert ToolResultBlock(tool_use_id="t", is_error=True).status == "error"
+    assert ToolResultBlock(tool_use_id="t").status == "ok"
+    rejected = ToolResultBlock(tool_use_id="t", is_error=True, status="rejected")
+    assert rejected.status == "rejected"
+    again = ToolResultBlock.model_validate(rejected.model_dump())
+    assert again.status == "rejected" and again.side == "client"
+
+
+def test_old_transcripts_without_status_or_side_still_load() -> None:
+    t = Transcript.model_validate(
+        {
+            "messages": [
+                {"role": "assistant", "content": [{"type": "tool_use", "id": "t1", "name": "bash", "input": {}}]},
+                {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t1", "is_error": True}]},
+            ]
+        }
+    )
+    assert t.messages[0].tool_uses[0].side == "client"
+    assert t.tool_status("t1") == "error"
+
+
+def test_status_lookup_and_the_turn_of_a_call() -> None:
+    t = _tiny()
+    t.messages[2].content[0] = ToolResultBlock(tool_use_id="t1", content=[], status="rejected", is_error=True)
+    assert t.tool_status("t1") == "rejected"
+    assert t.tool_status("t2") == "error"
+    assert t.tool_status("nope") is None
+    found = t.tool_result("t2")
+    assert found is not None and found[0] == 2
+    assert t.turn_of("t2") == 0
+    with pytest.raises(TranscriptError, match="no tool call"):
+        t.turn_of("nope")
+    assert "[tool_result t1 rejected]" in t.render()
+
+
+def test_server_side_results_in_the_assistant_message_belong_to_its_turn() -> None:
+    t = Transcript(
+        messages=[
+            Message(role="user", content=[TextBlock(text="look it up")]),
+            Message(
+                role="assistant",
+                content=[
+                    ToolUseBlock(id="s1", name="web_search", input={"query": "q"}, side="server"),
+                    ToolResultBlock(tool_use_id="s1", content=[TextBlock(text="hit")], side="server"),
+                    TextBlock(text="found it"),
+                ],
+            ),
+        ]
+    )
+    assert [r.tool_use_id for r in t.turns()[0].results] == ["s1"]
+    assert "[tool_use web_search s1 server]" in t.render()

@@ -23,9 +23,24 @@ How Anthropic maps onto the transcript
   is, like a signature, opaque and only meaningful when handed back to the API, so it
   lives in the field that already means "pass this back unchanged".
 * Images: a ``base64`` source gives ``media_type`` + ``data``, a ``url`` source ``url``.
-  Other sources (Files API ids) and other block types (``document``,
-  ``server_tool_use``, ...) are a `FormatError` naming their location: the transcript
-  has no faithful place for them.
+  Other sources (Files API ids) and block types with no place in the transcript
+  (``document``, ``search_result``, ``container_upload``, ...) are a `FormatError` naming
+  their location.
+* Server-side tools (run by the API inside the call): ``server_tool_use`` and
+  ``mcp_tool_use`` become `ToolUseBlock(side="server")`; their results
+  (``web_search_tool_result``, ``web_fetch_tool_result``, ``code_execution_tool_result``,
+  ``bash_code_execution_tool_result``, ``text_editor_code_execution_tool_result``,
+  ``tool_search_tool_result``, ``mcp_tool_result``) become `ToolResultBlock(side="server")`
+  in the same assistant message, with the result rendered as readable text (titles and
+  URLs of search results, stdout/stderr/return code, ...) and ``is_error`` set for the
+  API's ``*_error`` results. The block's original ``type`` and ``content`` are kept in
+  ``Message.metadata["anthropic"]["fields"]`` (as for other blocks), and the exporter
+  sends that original content back, because parts of it (``encrypted_content`` of search
+  results) are opaque and required. An MCP result is rebuilt from the transcript's text
+  instead, so an edit to it is exported. Replay never runs a server call.
+* ``compaction`` blocks become `CompactionBlock` (summary, ``encrypted_content``,
+  ``signature``; ``tool_changes`` are kept with the block's fields) and are sent back as
+  they came.
 * ``cache_control`` markers on blocks, tools and system blocks are prompt-caching
   plumbing with no effect on what the model sees. They are dropped; the JSON paths where
   they were are listed in ``metadata["anthropic"]["cache_control"]``. They are not
@@ -72,6 +87,7 @@ the instruction at the same point and can tell it did not come from the user.
 from __future__ import annotations
 
 import functools
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -80,8 +96,10 @@ from typing import Any, Final, Literal, TypeVar, assert_never
 from pydantic import BaseModel, ConfigDict
 
 from tools.errors import ExportError, FormatError
+from tools.formats.accounting import ImportTally
 from tools.formats.base import Importer, LoadOptions, read_json, validate
 from tools.transcript import (
+    CompactionBlock,
     ContentBlock,
     GenerationConfig,
     ImageBlock,
@@ -106,7 +124,31 @@ FOLDED_ROLE_TEMPLATE: Final = "<{role}-message>\n{text}\n</{role}-message>"
 
 FOLDED_ROLES: Final = frozenset({"system", "developer"})
 
-SUPPORTED_BLOCK_TYPES: Final = ("text", "image", "thinking", "redacted_thinking", "tool_use", "tool_result")
+SERVER_TOOL_USE_TYPES: Final = ("server_tool_use", "mcp_tool_use")
+"""Anthropic block types of tool calls the API itself executes."""
+
+SERVER_RESULT_TYPES: Final = (
+    "web_search_tool_result",
+    "web_fetch_tool_result",
+    "code_execution_tool_result",
+    "bash_code_execution_tool_result",
+    "text_editor_code_execution_tool_result",
+    "tool_search_tool_result",
+    "mcp_tool_result",
+)
+"""Anthropic block types of the results of server-side tool calls."""
+
+SUPPORTED_BLOCK_TYPES: Final = (
+    "text",
+    "image",
+    "thinking",
+    "redacted_thinking",
+    "tool_use",
+    "tool_result",
+    *SERVER_TOOL_USE_TYPES,
+    *SERVER_RESULT_TYPES,
+    "compaction",
+)
 
 IMAGE_MEDIA_TYPES: Final = frozenset({"image/jpeg", "image/png", "image/gif", "image/webp"})
 """The image media types the Messages API accepts inline."""
@@ -125,16 +167,8 @@ _ANTHROPIC_BLOCK_TYPES: Final = frozenset(
         "document",
         "search_result",
         "container_upload",
-        "server_tool_use",
-        "web_search_tool_result",
-        "web_fetch_tool_result",
-        "code_execution_tool_result",
-        "bash_code_execution_tool_result",
-        "text_editor_code_execution_tool_result",
-        "tool_search_tool_result",
         "tool_reference",
-        "mcp_tool_use",
-        "mcp_tool_result",
+        "mcp_tool_listing",
     }
 )
 # Top-level keys an Anthropic body never has: OpenAI chat payload keys, and the native
@@ -216,6 +250,52 @@ class _ToolResultIn(_Cacheable):
     is_error: bool | None = None
 
 
+class _ServerToolUseIn(_Cacheable):
+    type: Literal["server_tool_use"]
+    id: str
+    name: str
+    input: dict[str, Any]
+
+
+class _MCPToolUseIn(_Cacheable):
+    type: Literal["mcp_tool_use"]
+    id: str
+    name: str
+    server_name: str
+    input: dict[str, Any]
+
+
+class _ServerResultIn(_Cacheable):
+    """The result of a server-side tool: ``content`` is the API's own union (a list of
+    search results, an execution result, an ``*_error`` object...), rendered to text by
+    `_render_server_result` and kept whole for export."""
+
+    type: Literal[
+        "web_search_tool_result",
+        "web_fetch_tool_result",
+        "code_execution_tool_result",
+        "bash_code_execution_tool_result",
+        "text_editor_code_execution_tool_result",
+        "tool_search_tool_result",
+    ]
+    tool_use_id: str
+    content: dict[str, Any] | list[Any]
+
+
+class _MCPResultIn(_Cacheable):
+    type: Literal["mcp_tool_result"]
+    tool_use_id: str
+    content: Any = None  # a string or a list of text blocks
+    is_error: bool | None = None
+
+
+class _CompactionIn(_Cacheable):
+    type: Literal["compaction"]
+    content: str | None = None
+    encrypted_content: str | None = None
+    signature: str | None = None
+
+
 class _Source(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
@@ -273,7 +353,19 @@ class _ResponseIn(_Vendor):
     usage: dict[str, Any] | None = None
 
 
-_BlockIn = _TextIn | _ImageIn | _ThinkingIn | _RedactedThinkingIn | _ToolUseIn | _ToolResultIn
+_BlockIn = (
+    _TextIn
+    | _ImageIn
+    | _ThinkingIn
+    | _RedactedThinkingIn
+    | _ToolUseIn
+    | _ToolResultIn
+    | _ServerToolUseIn
+    | _MCPToolUseIn
+    | _ServerResultIn
+    | _MCPResultIn
+    | _CompactionIn
+)
 _ItemIn = _TextIn | _ImageIn
 _SourceIn = _Base64SourceIn | _UrlSourceIn
 
@@ -284,7 +376,26 @@ _BLOCK_MODELS: Final[Mapping[str, type[_BlockIn]]] = {
     "redacted_thinking": _RedactedThinkingIn,
     "tool_use": _ToolUseIn,
     "tool_result": _ToolResultIn,
+    "server_tool_use": _ServerToolUseIn,
+    "mcp_tool_use": _MCPToolUseIn,
+    **dict.fromkeys(SERVER_RESULT_TYPES[:-1], _ServerResultIn),
+    "mcp_tool_result": _MCPResultIn,
+    "compaction": _CompactionIn,
 }
+_UNIT_OF_BLOCK: Final[Mapping[str, str]] = {
+    "text": "text",
+    "image": "images",
+    "thinking": "thinking",
+    "redacted_thinking": "thinking",
+    "tool_use": "tool_calls",
+    "server_tool_use": "tool_calls",
+    "mcp_tool_use": "tool_calls",
+    "tool_result": "tool_results",
+    **dict.fromkeys(SERVER_RESULT_TYPES, "tool_results"),
+    "compaction": "other",
+}
+"""The import-accounting unit each block type counts as."""
+
 _ITEM_MODELS: Final[Mapping[str, type[_ItemIn]]] = {"text": _TextIn, "image": _ImageIn}
 _SOURCE_MODELS: Final[Mapping[str, type[_SourceIn]]] = {"base64": _Base64SourceIn, "url": _UrlSourceIn}
 _SYSTEM_MODELS: Final[Mapping[str, type[_TextIn]]] = {"text": _TextIn}
@@ -305,8 +416,11 @@ def parse(data: Any, *, source: str = "<input>") -> Transcript:
         )
     reader = _Reader(source)
     if "messages" not in data and data.get("type") == "message":
-        return reader.bare_response(data)
-    return reader.request(data)
+        transcript = reader.bare_response(data)
+    else:
+        transcript = reader.request(data)
+    transcript.metadata.setdefault("harness", "anthropic")
+    return reader.tally.finish(transcript)
 
 
 @dataclass
@@ -315,11 +429,21 @@ class _Reader:
 
     source: str
     cache_control: list[str] = field(default_factory=list)
+    tally: ImportTally = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.tally = ImportTally(format="anthropic", source=self.source)
 
     # ------------------------------------------------------------ top level
     def request(self, data: dict[str, Any]) -> Transcript:
         req = validate(_RequestIn, data, source=self.source)
         system, system_blocks = self.system(req.system)
+        if system is not None:
+            # A list of system blocks is joined into the one system prompt.
+            pieces = len(system_blocks) if system_blocks is not None else 1
+            self.tally.count(text=pieces)
+            self.tally.keep("system prompt", {"text": min(pieces, 1)})
+            self.tally.merge(text=max(pieces - 1, 0))
         tools, tool_fields = self.tools(req.tools)
         messages = [self.message(raw, f"messages[{i}]") for i, raw in enumerate(req.messages)]
         shape = "request"
@@ -425,6 +549,7 @@ class _Reader:
 
     def message(self, raw: Any, where: str) -> Message:
         msg = self.check(_MessageIn, raw, where, "a message")
+        self.tally.count(messages=1)
         fields: dict[str, dict[str, Any]] = {}
         content = self.content(msg.content, f"{where}.content", "content", fields)
         anthropic: dict[str, Any] = {}
@@ -438,6 +563,7 @@ class _Reader:
     def response(self, raw: Any, where: str) -> Message:
         """A Messages API response as an assistant message with its id and stop facts."""
         resp = self.check(_ResponseIn, raw, where, "a Messages API response (type 'message')")
+        self.tally.count(messages=1)
         fields: dict[str, dict[str, Any]] = {}
         content = self.content(resp.content, _join(where, "content"), "content", fields)
         facts = {
@@ -455,6 +581,7 @@ class _Reader:
         """Message content: a string is one text block, a list is blocks by ``type``.
         `rel` is the path inside the message, the key for preserved fields."""
         if isinstance(raw, str):
+            self.tally.count(text=1)
             return [TextBlock(text=raw)]
         if not isinstance(raw, list):
             raise self.fail(f"expected a string or a list of content blocks (got {_json_kind(raw)})", where)
@@ -462,7 +589,14 @@ class _Reader:
         for j, item in enumerate(raw):
             block_where, block_rel = f"{where}[{j}]", f"{rel}[{j}]"
             kind, vendor = self.tagged(item, _BLOCK_MODELS, block_where, "content block")
+            self.tally.count(**{_UNIT_OF_BLOCK[kind]: 1})
             self.keep_fields(vendor, kind, block_where, block_rel, fields)
+            if isinstance(vendor, _MCPToolUseIn):
+                fields.setdefault(block_rel, {"type": kind})["server_name"] = vendor.server_name
+            elif isinstance(vendor, _ServerResultIn):
+                fields.setdefault(block_rel, {"type": kind})["content"] = vendor.content
+            elif isinstance(vendor, _MCPResultIn):
+                fields.setdefault(block_rel, {"type": kind})
             blocks.append(self.block(vendor, block_where, block_rel, fields))
         return blocks
 
@@ -480,6 +614,22 @@ class _Reader:
         if isinstance(vendor, _ToolResultIn):
             items = self.result_items(vendor.content, f"{where}.content", f"{rel}.content", fields)
             return ToolResultBlock(tool_use_id=vendor.tool_use_id, content=items, is_error=bool(vendor.is_error))
+        if isinstance(vendor, _ServerToolUseIn | _MCPToolUseIn):
+            return ToolUseBlock(id=vendor.id, name=vendor.name, input=vendor.input, side="server")
+        if isinstance(vendor, _ServerResultIn):
+            text, failed = _render_server_result(vendor.type, vendor.content)
+            return ToolResultBlock(
+                tool_use_id=vendor.tool_use_id, content=[TextBlock(text=text)], is_error=failed, side="server"
+            )
+        if isinstance(vendor, _MCPResultIn):
+            items = self.result_items(vendor.content, f"{where}.content", f"{rel}.content", fields)
+            return ToolResultBlock(
+                tool_use_id=vendor.tool_use_id, content=items, is_error=bool(vendor.is_error), side="server"
+            )
+        if isinstance(vendor, _CompactionIn):
+            return CompactionBlock(
+                summary=vendor.content, encrypted_content=vendor.encrypted_content, signature=vendor.signature
+            )
         assert_never(vendor)
 
     def result_items(self, raw: Any, where: str, rel: str, fields: dict[str, dict[str, Any]]) -> list[ToolResultItem]:
@@ -729,7 +879,25 @@ class _Writer:
         elif isinstance(block, ToolUseBlock):
             if role != "assistant":
                 raise ExportError(f"{where}: a tool call in a user message; only assistant messages can call tools")
-            out = {"type": "tool_use", "id": block.id, "name": block.name, "input": block.input}
+            if block.side == "server":
+                out = _server_tool_use(block, where, fields.get(rel))
+            else:
+                out = {"type": "tool_use", "id": block.id, "name": block.name, "input": block.input}
+        elif isinstance(block, CompactionBlock):
+            if role != "assistant":
+                raise ExportError(f"{where}: a compaction block in a user message; the API writes them in replies")
+            out = {"type": "compaction", "content": block.summary}
+            if block.encrypted_content is not None:
+                out["encrypted_content"] = block.encrypted_content
+            if block.signature is not None:
+                out["signature"] = block.signature
+        elif isinstance(block, ToolResultBlock) and block.side == "server":
+            if role != "assistant":
+                raise ExportError(
+                    f"{where}: a server-side tool result in a user message; the API puts them in the assistant "
+                    "message that made the call"
+                )
+            out = _server_result(block, where, fields.get(rel))
         elif isinstance(block, ToolResultBlock):
             if role != "user":
                 raise ExportError(f"{where}: a tool result in an assistant message; tool results go in user messages")
@@ -773,6 +941,115 @@ def _thinking(block: ThinkingBlock, role: str, where: str) -> dict[str, Any]:
     return {"type": "thinking", "thinking": block.thinking, "signature": block.signature}
 
 
+def _server_tool_use(block: ToolUseBlock, where: str, stored: Any) -> dict[str, Any]:
+    """A server-side call as the Anthropic block it was imported from (``server_tool_use``
+    unless the import recorded ``mcp_tool_use`` with its server name)."""
+    fields = _as_dict(stored)
+    kind = fields.get("type")
+    if kind == "mcp_tool_use":
+        server_name = fields.get("server_name")
+        if not isinstance(server_name, str):
+            raise ExportError(f"{where}: an MCP tool call without its server_name; the API needs the MCP server's name")
+        return {
+            "type": "mcp_tool_use",
+            "id": block.id,
+            "name": block.name,
+            "server_name": server_name,
+            "input": block.input,
+        }
+    return {"type": "server_tool_use", "id": block.id, "name": block.name, "input": block.input}
+
+
+def _server_result(block: ToolResultBlock, where: str, stored: Any) -> dict[str, Any]:
+    """A server-side result as the API's block. An MCP result is rebuilt from the
+    transcript's text; the others are sent as they were recorded (their content holds
+    opaque fields such as ``encrypted_content`` that only the API can produce), which is
+    refused when the transcript's text of the result no longer matches the recording."""
+    fields = _as_dict(stored)
+    kind = fields.get("type")
+    if kind == "mcp_tool_result":
+        items = [{"type": "text", "text": item.text} for item in block.content if isinstance(item, TextBlock)]
+        if len(items) != len(block.content):
+            raise ExportError(f"{where}: an MCP tool result can hold only text")
+        return {
+            "type": "mcp_tool_result",
+            "tool_use_id": block.tool_use_id,
+            "content": items,
+            "is_error": block.is_error,
+        }
+    if kind not in SERVER_RESULT_TYPES or "content" not in fields:
+        raise ExportError(
+            f"{where}: a server-side tool result without its original Anthropic block; the Messages API accepts only "
+            "the server tool results it produced itself"
+        )
+    text, _ = _render_server_result(str(kind), fields["content"])
+    if block.text != text:
+        raise ExportError(
+            f"{where}: this {kind} was edited; its original content (with the API's opaque fields) cannot be sent "
+            "back with the edit, and the API does not accept a rewritten one. Edit the text the model wrote instead, "
+            "or remove the server call and its result"
+        )
+    return {"type": kind, "tool_use_id": block.tool_use_id, "content": fields["content"]}
+
+
+def _render_server_result(kind: str, content: Any) -> tuple[str, bool]:
+    """A server-side tool result as readable text, and whether it is an error result.
+
+    Deterministic in its input (the exporter re-renders the stored original to detect an
+    edit). Known shapes are rendered for people; anything else is its sorted JSON."""
+    if isinstance(content, dict):
+        ctype = content.get("type")
+        if isinstance(ctype, str) and ctype.endswith("_error"):
+            code = content.get("error_code")
+            message = content.get("error_message")
+            return f"[{kind} error] {code}" + (f": {message}" if isinstance(message, str) and message else ""), True
+    if kind == "web_search_tool_result" and isinstance(content, list):
+        entries: list[str] = []
+        for item in content:
+            if isinstance(item, dict) and item.get("type") == "web_search_result":
+                entry = f"{item.get('title')}\n{item.get('url')}"
+                if isinstance(item.get("page_age"), str):
+                    entry += f"\n(page age: {item['page_age']})"
+                entries.append(entry)
+            else:
+                entries.append(_json_text(item))
+        return ("\n\n".join(entries) if entries else "(no results)"), False
+    if isinstance(content, dict):
+        ctype = content.get("type")
+        if ctype in ("code_execution_result", "bash_code_execution_result", "encrypted_code_execution_result"):
+            parts: list[str] = []
+            if isinstance(content.get("stdout"), str) and content["stdout"]:
+                parts.append(content["stdout"])
+            if ctype == "encrypted_code_execution_result":
+                parts.append("[stdout encrypted by the API]")
+            if isinstance(content.get("stderr"), str) and content["stderr"]:
+                parts.append("[stderr]\n" + content["stderr"])
+            files = [f.get("file_id") for f in content.get("content") or [] if isinstance(f, dict)]
+            if files:
+                parts.append("[output files] " + ", ".join(str(f) for f in files))
+            parts.append(f"[return code {content.get('return_code')}]")
+            return "\n".join(parts), False
+        if ctype == "text_editor_code_execution_view_result" and isinstance(content.get("content"), str):
+            return content["content"], False
+        if ctype == "text_editor_code_execution_create_result":
+            return ("file updated" if content.get("is_file_update") else "file created"), False
+        if ctype == "text_editor_code_execution_str_replace_result" and isinstance(content.get("lines"), list):
+            return "\n".join(str(line) for line in content["lines"]), False
+        if ctype == "web_fetch_result":
+            document = _as_dict(content.get("content"))
+            source = _as_dict(document.get("source"))
+            body = source.get("data") if source.get("type") == "text" else f"[{source.get('media_type')} document]"
+            return f"{content.get('url')}\n\n{body}", False
+        if ctype == "tool_search_tool_search_result" and isinstance(content.get("tool_references"), list):
+            names = [str(_as_dict(ref).get("tool_name")) for ref in content["tool_references"]]
+            return "tools found: " + (", ".join(names) if names else "none"), False
+    return _json_text(content), False
+
+
+def _json_text(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, ensure_ascii=False)
+
+
 def _image(block: ImageBlock, where: str) -> dict[str, Any]:
     if block.data is not None and block.url is not None:
         raise ExportError(f"{where}: an image with both inline data and a URL; an Anthropic image has one source")
@@ -805,8 +1082,22 @@ def _check_tool_pairing(messages: Sequence[Message]) -> None:
             block.id: f"messages[{i}].content[{j}]"
             for i in run
             for j, block in enumerate(messages[i].content)
-            if isinstance(block, ToolUseBlock)
+            if isinstance(block, ToolUseBlock) and block.side == "client"
         }
+        server_calls: set[str] = set()
+        for i in run:
+            for j, block in enumerate(messages[i].content):
+                if isinstance(block, ToolUseBlock) and block.side == "server":
+                    server_calls.add(block.id)
+                elif (
+                    isinstance(block, ToolResultBlock)
+                    and block.side == "server"
+                    and block.tool_use_id not in server_calls
+                ):
+                    raise ExportError(
+                        f"messages[{i}].content[{j}]: server-side result for {block.tool_use_id!r}, which no "
+                        "server-side tool call before it in this assistant message made"
+                    )
         if r + 1 < len(runs):
             answered = {res.tool_use_id for i in runs[r + 1] for res in messages[i].tool_results}
             for call_id, where in calls.items():
@@ -819,7 +1110,7 @@ def _check_tool_pairing(messages: Sequence[Message]) -> None:
         if messages[run[0]].role != "user":
             continue
         previous = runs[r - 1] if r > 0 else []
-        called = {block.id for i in previous for block in messages[i].tool_uses}
+        called = {block.id for i in previous for block in messages[i].tool_uses if block.side == "client"}
         for i in run:
             for j, block in enumerate(messages[i].content):
                 if isinstance(block, ToolResultBlock) and block.tool_use_id not in called:

@@ -34,10 +34,13 @@ M = TypeVar("M", bound=BaseModel)
 
 @dataclass(frozen=True)
 class LoadOptions:
-    """Options some formats use: Inspect logs hold many samples and epochs."""
+    """Options some formats use: Inspect logs hold many samples and epochs; line-based
+    logs (Claude Code, Codex) can skip malformed lines instead of refusing the file, and
+    record each skipped line in the import report."""
 
     sample_id: str | None = None
     epoch: int | None = None
+    skip_bad_lines: bool = False
 
 
 @dataclass(frozen=True)

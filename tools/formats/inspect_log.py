@@ -54,8 +54,15 @@ records the task, ids, sample id and epoch, scores, target and the log's locatio
 
 Not imported: events other than the tools offered, the sample store, token usage,
 attachments (resolved into the messages first) and the eval's results. A log whose
-status is ``"error"``, a log that holds no samples, and any file Inspect cannot
-read (not a log, truncated, corrupt, schema violations) raise `FormatError`.
+eval ended in an error (status ``"error"``) still yields the samples it completed, with
+a warning in the import report (the eval's error message, and the sample's own error if
+it has one); a log that holds no samples, and any file Inspect cannot read (not a log,
+truncated, corrupt, schema violations) raise `FormatError`.
+
+Accounting: every Inspect message and content item is counted; the leading system
+messages are kept as the system prompt, runs of tool messages are merged into one user
+message, and content with no block type is counted as kept whole in metadata with the
+bracketed text that stands in for it counted as synthesized.
 """
 
 from __future__ import annotations
@@ -70,6 +77,7 @@ from pydantic import ValidationError
 from pydantic_core import to_jsonable_python
 
 from tools.errors import FormatError
+from tools.formats.accounting import ImportTally
 from tools.formats.base import Importer, LoadOptions, check_zip_archive, format_error_from_validation, read_json
 from tools.transcript import (
     ContentBlock,
@@ -208,18 +216,18 @@ def _is_zip(path: Path, source: str) -> bool:
         raise FormatError(f"could not open the file: {exc.strerror or exc}", source=source) from None
 
 
-def _check_header(log: EvalLog, *, source: str) -> None:
-    """Reject logs whose eval failed: their samples cannot be trusted to be complete."""
-    if log.status == "error":
-        reason = ""
-        if log.error is not None and log.error.message.strip():
-            reason = ": " + log.error.message.strip().splitlines()[0]
-        raise FormatError(
-            f"the evaluation in this log ended with an error{reason}; its samples may be incomplete, "
-            "so it is not imported (retry the eval with `inspect eval-retry` and import the new log)",
-            source=source,
-            location="status",
-        )
+def _header_warning(log: EvalLog) -> str | None:
+    """What to say about a log whose eval failed: its completed samples are still read,
+    but the reader must know the eval did not finish."""
+    if log.status != "error":
+        return None
+    reason = ""
+    if log.error is not None and log.error.message.strip():
+        reason = ": " + log.error.message.strip().splitlines()[0]
+    return (
+        f"the evaluation in this log ended with an error{reason}; only the samples it completed were written "
+        "(retry the eval with `inspect eval-retry` for the rest)"
+    )
 
 
 def _no_samples_error(log: EvalLog, *, source: str) -> FormatError:
@@ -293,7 +301,6 @@ def _read_eval_archive(source: str, options: LoadOptions) -> tuple[EvalLog, Eval
         what="the log header",
         member="header.json",
     )
-    _check_header(header, source=source)
     summaries = _read(
         lambda: read_eval_log_sample_summaries(source, format="eval"),
         source=source,
@@ -313,7 +320,6 @@ def _read_eval_archive(source: str, options: LoadOptions) -> tuple[EvalLog, Eval
 
 
 def _pick(log: EvalLog, options: LoadOptions, *, source: str) -> EvalSample:
-    _check_header(log, source=source)
     if not log.samples:
         raise _no_samples_error(log, source=source)
     sid, epoch = select_sample([(s.id, s.epoch) for s in log.samples], options, source=source)
@@ -378,8 +384,21 @@ def sample_to_transcript(log: EvalLog, sample: EvalSample, *, source: str) -> Tr
     `log` needs only its header (``samples`` may be absent); see the module
     docstring for the mapping.
     """
+    tally = ImportTally(format="inspect", source=source)
+    if warning := _header_warning(log):
+        tally.warn(warning, location="status")
+    if sample.error is not None:
+        tally.warn(f"sample {sample.id} (epoch {sample.epoch}) ended with an error: {sample.error.message}")
     system, first, system_count = _leading_system(sample.messages)
-    messages = _map_messages(sample.messages, first, source=source, sample_label=f"{sample.id} epoch {sample.epoch}")
+    for msg in sample.messages[:first]:
+        _count_content(msg.content, tally)
+        tally.count(messages=1)
+    if first:
+        items = sum(1 if isinstance(m.content, str) else len(m.content) for m in sample.messages[:first])
+        tally.keep("system prompt", {"messages": first, "text": items})
+    messages = _map_messages(
+        sample.messages, first, source=source, sample_label=f"{sample.id} epoch {sample.epoch}", tally=tally
+    )
     tools, inferred = _tools(sample, messages)
 
     metadata: dict[str, Any] = {
@@ -409,8 +428,9 @@ def sample_to_transcript(log: EvalLog, sample: EvalSample, *, source: str) -> Tr
         metadata["inspect_system_messages"] = system_count
     if inferred:
         metadata["tools_inferred"] = True
+    metadata["harness"] = "inspect"
 
-    return Transcript(
+    transcript = Transcript(
         system=system,
         tools=tools,
         messages=messages,
@@ -418,6 +438,31 @@ def sample_to_transcript(log: EvalLog, sample: EvalSample, *, source: str) -> Tr
         generation=_generation(log),
         metadata=metadata,
     )
+    return tally.finish(transcript)
+
+
+def _count_content(content: str | list[Content], tally: ImportTally) -> None:
+    """Count a message's content items as read: empty string content carries nothing."""
+    from inspect_ai.model import ContentImage, ContentReasoning, ContentText
+
+    if isinstance(content, str):
+        tally.count(text=1 if content else 0)
+        return
+    for item in content:
+        if isinstance(item, ContentText):
+            tally.count(text=1)
+        elif isinstance(item, ContentReasoning):
+            tally.count(thinking=1)
+        elif isinstance(item, ContentImage):
+            tally.count(images=1)
+        else:
+            tally.count(other=1)
+            tally.keep("content with no block type (kept whole in message metadata)", {"other": 1})
+            tally.synthesize("bracketed text standing in for content with no block type", {"text": 1})
+            tally.note(
+                f"{item.type} content has no transcript block: it is shown as bracketed text and kept whole in "
+                "the message's metadata['inspect_content']"
+            )
 
 
 def _json(value: Any) -> Any:
@@ -441,7 +486,9 @@ def _leading_system(messages: Sequence[ChatMessage]) -> tuple[str | None, int, i
     return ("\n\n".join(texts) if texts else None), index, len(texts)
 
 
-def _map_messages(messages: Sequence[ChatMessage], start: int, *, source: str, sample_label: str) -> list[Message]:
+def _map_messages(
+    messages: Sequence[ChatMessage], start: int, *, source: str, sample_label: str, tally: ImportTally
+) -> list[Message]:
     from inspect_ai.model import ChatMessageAssistant, ChatMessageSystem, ChatMessageTool, ChatMessageUser
 
     out: list[Message] = []
@@ -450,6 +497,8 @@ def _map_messages(messages: Sequence[ChatMessage], start: int, *, source: str, s
     def flush() -> None:
         if pending_tools:
             out.append(_tool_results(pending_tools, source=source, sample_label=sample_label))
+            tally.count(messages=len(pending_tools), tool_results=len(pending_tools))
+            tally.merge(messages=len(pending_tools) - 1)
             pending_tools.clear()
 
     for i in range(start, len(messages)):
@@ -458,6 +507,10 @@ def _map_messages(messages: Sequence[ChatMessage], start: int, *, source: str, s
             pending_tools.append((i, msg))
             continue
         flush()
+        tally.count(messages=1)
+        _count_content(msg.content, tally)
+        if isinstance(msg, ChatMessageAssistant):
+            tally.count(tool_calls=len(msg.tool_calls or []))
         blocks, content_meta = _content_blocks(msg.content)
         metadata = _base_metadata(msg, content_meta)
         if isinstance(msg, ChatMessageAssistant):

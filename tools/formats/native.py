@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from tools.errors import FormatError
+from tools.formats.accounting import REPORT_KEY, ImportTally
 from tools.formats.base import Importer, LoadOptions, read_json, validate
 from tools.transcript import SCHEMA_VERSION, Transcript
 
@@ -39,7 +40,17 @@ def parse(data: Any, *, source: str) -> Transcript:
                 source=source,
                 location="schema_version",
             )
-    return validate(Transcript, data, source=source, what="a model-forensics transcript")
+    transcript = validate(Transcript, data, source=source, what="a model-forensics transcript")
+    if REPORT_KEY in transcript.metadata:
+        # Saved from another format: that import's report still describes the file, and
+        # reading it back is the identity (the file is the model itself).
+        return transcript
+    tally = ImportTally(format="native", source=source)
+    tally.count_messages(transcript.messages)
+    if transcript.system is not None:
+        tally.count(text=1)
+        tally.keep("system prompt", {"text": 1})
+    return tally.finish(transcript)
 
 
 def _sniff(path: Path, data: Any) -> bool:

@@ -62,6 +62,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from tools.errors import ExportError, FormatError
+from tools.formats.accounting import ImportTally, count_blocks
 from tools.formats.base import Importer, LoadOptions, read_json, validate
 from tools.transcript import (
     ContentBlock,
@@ -287,9 +288,11 @@ def parse(data: Any, *, source: str) -> Transcript:
             location="$",
         )
     if "messages" in data:
-        return _Reader(source).request(data)
+        reader = _Reader(source)
+        return reader.tally.finish(reader.request(data))
     if "choices" in data:
-        return _Reader(source).bare_response(data)
+        reader = _Reader(source)
+        return reader.tally.finish(reader.bare_response(data))
     raise FormatError(
         'expected an OpenAI chat request (with "messages") or a chat completion response (with "choices")',
         source=source,
@@ -310,6 +313,9 @@ class _Reader:
         self.pending_functions: list[tuple[str, str]] = []  # (made-up id, function name)
         self.legacy_calls = 0
         self.tool_group: Message | None = None
+        # Chat messages map one to one onto transcript messages (tool messages merge), so
+        # each vendor message is counted from what it became, part by part.
+        self.tally = ImportTally(format="openai", source=source)
 
     def error(self, message: str, location: str) -> FormatError:
         return FormatError(message, source=self.source, location=location)
@@ -368,7 +374,7 @@ class _Reader:
             messages=self.messages,
             model=model,
             generation=generation,
-            metadata={"openai": self.meta},
+            metadata={"openai": self.meta, "harness": "openai-chat"},
         )
 
     def response(self, data: Any, prefix: str) -> str | None:
@@ -397,11 +403,13 @@ class _Reader:
                 extra["logprobs"] = choice.logprobs
             if extra:
                 msg.metadata.setdefault("openai", {})["choice"] = extra
+            self.tally.count_messages([msg])
             if j == 0:
                 self.tool_group = None
                 self.messages.append(msg)
             else:
                 others.append({"index": choice.index, "message": msg.model_dump(mode="json")})
+                self.tally.keep("other choices of the response", count_blocks([msg]))
         if others:
             kept["other_choices"] = others
         self.meta["response"] = kept
@@ -434,9 +442,12 @@ class _Reader:
         role = self.role(raw, loc)
         if role in ("tool", "function"):
             block, side = self.tool_message(raw, loc) if role == "tool" else self.function_message(raw, loc)
+            self.tally.count(messages=1, tool_results=1)
             if self.tool_group is None:
                 self.tool_group = Message(role="user")
                 self.messages.append(self.tool_group)
+            else:
+                self.tally.merge(messages=1)
             if side:
                 blocks = self.tool_group.metadata.setdefault("openai", {}).setdefault("blocks", {})
                 blocks[str(len(self.tool_group.content))] = side
@@ -445,10 +456,10 @@ class _Reader:
         self.tool_group = None
         if role in ("system", "developer"):
             self.system_message(raw, loc)
-        elif role == "user":
-            self.messages.append(self.user(raw, loc))
-        else:
-            self.messages.append(self.assistant(raw, loc))
+            return
+        msg = self.user(raw, loc) if role == "user" else self.assistant(raw, loc)
+        self.tally.count_messages([msg])
+        self.messages.append(msg)
 
     def role(self, raw: Any, loc: str) -> str:
         if not isinstance(raw, dict):
@@ -478,13 +489,17 @@ class _Reader:
                 record["extra"] = dict(msg.model_extra)
             self.system_segments += texts
             self.system_records.append(record)
+            self.tally.count(messages=1, text=len(texts))
+            self.tally.keep("system prompt", {"messages": 1, "text": len(texts)})
             return
         metadata: dict[str, Any] = {"source_role": msg.role}
         if sides:
             metadata["openai"] = {"blocks": sides}
         self.common_metadata(metadata, msg)
         content: list[ContentBlock] = [TextBlock(text=t) for t in texts if parts or t]
-        self.messages.append(Message(role="user", content=content, metadata=metadata))
+        later = Message(role="user", content=content, metadata=metadata)
+        self.tally.count_messages([later])
+        self.messages.append(later)
 
     def user(self, raw: Any, loc: str) -> Message:
         msg = validate(_UserMessage, raw, source=self.source, prefix=loc)
@@ -495,6 +510,8 @@ class _Reader:
             openai["blocks"] = sides
         if unsupported:
             openai["unsupported_parts"] = unsupported
+            self.tally.count(other=len(unsupported))
+            self.tally.keep("audio and file parts (kept whole in message metadata)", {"other": len(unsupported)})
         if openai:
             metadata["openai"] = openai
         self.common_metadata(metadata, msg)
@@ -868,6 +885,11 @@ class _Writer:
                     parts.append({**_extra(side), "type": "refusal", "refusal": block.text})
                 else:
                     parts.append(_part(block, side, where))
+            elif isinstance(block, ToolUseBlock) and block.side == "server":
+                raise ExportError(
+                    f"{where}: tool call {block.id} ({block.name}) was run server-side by the model provider; Chat "
+                    "Completions has no server-side tool calls (export to the provider's own format instead)"
+                )
             elif isinstance(block, ToolUseBlock):
                 fn = {"name": block.name, "arguments": _arguments(block, side, where)}
                 if side.get("legacy") is True and function_call is None:

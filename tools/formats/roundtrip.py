@@ -11,7 +11,9 @@ from tools.transcript import ThinkingBlock, Transcript
 
 def content_view(transcript: Transcript, *, openai_fields_only: bool = False) -> dict[str, Any]:
     """What a round trip must preserve: system prompt, tools, and each message's role and
-    blocks. Message ids and metadata are bookkeeping, not content. OpenAI's chat format
+    blocks. Message ids and metadata are bookkeeping, not content, and so is a tool
+    result's `status` (what became of the call: no request format carries it; the
+    importer that read the log knows it). OpenAI's chat format
     has no field for thinking signatures, redacted thinking or a tool result's error
     flag, so comparisons through it leave those out."""
     messages = []
@@ -21,6 +23,7 @@ def content_view(transcript: Transcript, *, openai_fields_only: bool = False) ->
             if openai_fields_only and isinstance(block, ThinkingBlock) and block.redacted:
                 continue
             dumped = block.model_dump(mode="json")
+            dumped.pop("status", None)
             if openai_fields_only:
                 dumped.pop("signature", None)
                 dumped.pop("is_error", None)

@@ -28,6 +28,7 @@ from tools.formats.anthropic import (
 )
 from tools.formats.base import parse_json
 from tools.transcript import (
+    CompactionBlock,
     ContentBlock,
     GenerationConfig,
     ImageBlock,
@@ -45,8 +46,9 @@ FIXTURES = ROOT / "tests" / "fixtures" / "formats"
 AGENTIC = FIXTURES / "anthropic_agentic_session.json"
 REQUEST_RESPONSE = FIXTURES / "anthropic_request_response.json"
 RESPONSE = FIXTURES / "anthropic_response.json"
+SERVER_TOOLS = FIXTURES / "anthropic_server_tools.json"
 EXAMPLE = ROOT / "examples" / "anthropic_messages.json"
-ALL_FILES = [AGENTIC, REQUEST_RESPONSE, RESPONSE, EXAMPLE]
+ALL_FILES = [AGENTIC, REQUEST_RESPONSE, RESPONSE, SERVER_TOOLS, EXAMPLE]
 
 PNG = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg=="
 SIG = "EqQBCkgIBRABGAIiQL2yJ4bNvx1BuFNR3YhIYXrX1rSx7V2Rl0/ydjVC6wCyUW0G9GUbHBdGyzNA"
@@ -647,20 +649,42 @@ ERROR_CASES = [
     pytest.param(
         {
             **_request(_user("q")),
-            "response": {"id": "m", "type": "message", "role": "assistant", "content": [{"type": "server_tool_use"}]},
+            "response": {"id": "m", "type": "message", "role": "assistant", "content": [{"type": "container_upload"}]},
         },
         "response.content[0].type",
-        "'server_tool_use'",
+        "'container_upload'",
         id="response-bad-block",
     ),
     pytest.param(
-        {"id": "m", "type": "message", "role": "assistant", "content": [{"type": "web_search_tool_result"}]},
+        {"id": "m", "type": "message", "role": "assistant", "content": [{"type": "mcp_tool_listing"}]},
         "content[0].type",
-        "'web_search_tool_result'",
+        "'mcp_tool_listing'",
         id="bare-response-bad-block",
     ),
     pytest.param(
         {"id": "m", "type": "message", "role": "assistant"}, "content", "required", id="bare-response-no-content"
+    ),
+    pytest.param(
+        {
+            "id": "m",
+            "type": "message",
+            "role": "assistant",
+            "content": [{"type": "mcp_tool_use", "id": "x", "name": "n", "input": {}}],
+        },
+        "content[0].server_name",
+        "required",
+        id="mcp-call-without-server",
+    ),
+    pytest.param(
+        {
+            "id": "m",
+            "type": "message",
+            "role": "assistant",
+            "content": [{"type": "web_search_tool_result", "tool_use_id": "x", "content": "hits"}],
+        },
+        "content[0].content",
+        "",
+        id="server-result-content-not-structured",
     ),
 ]
 
@@ -1135,3 +1159,111 @@ def test_fuzz_arbitrary_json_raises_only_format_errors(value: Any) -> None:
     _check_parse({"messages": [value]})
     _check_parse({"messages": [{"role": "user", "content": [value]}]})
     _check_parse({"id": "m", "type": "message", "role": "assistant", "content": value})
+
+
+# ------------------------------------------------------------- server-side tools
+def test_server_tool_calls_and_results_are_server_side_pairs_in_the_assistant_message() -> None:
+    t = load_transcript(SERVER_TOOLS)
+    first = t.messages[1]
+    kinds = [(b.type, getattr(b, "side", None)) for b in first.content]
+    assert kinds == [
+        ("text", None),
+        ("tool_use", "server"),
+        ("tool_result", "server"),
+        ("text", None),
+        ("tool_use", "server"),
+        ("tool_result", "server"),
+        ("tool_use", "client"),
+    ]
+    search = first.content[2]
+    assert isinstance(search, ToolResultBlock)
+    assert search.text.startswith("Releases · astral-sh/ruff\nhttps://github.com/astral-sh/ruff/releases")
+    assert "encrypted_content" not in search.text  # opaque payloads stay out of the readable text
+    bash = first.content[5]
+    assert isinstance(bash, ToolResultBlock) and bash.text == "ruff (0.14.2)\n\n[return code 0]"
+    # The turn holds its server results as well as the client result in the next message.
+    turn0 = t.turns()[0]
+    assert [r.tool_use_id for r in turn0.results] == [
+        "srvtoolu_01WYG3ziw53XMcoyKL4XcZmE",
+        "srvtoolu_01Vb9kQzXr3Lm2Np8Tq5Ws7E",
+        "toolu_01Hx7Ld3Kq9Pw2Rt5Zy8Nm4B",
+    ]
+    # An MCP call keeps its server name; a search that failed is an error result.
+    mcp_fields = t.messages[3].metadata["anthropic"]["fields"]["content[0]"]
+    assert mcp_fields == {"type": "mcp_tool_use", "server_name": "github"}
+    failed = t.tool_result("srvtoolu_01Qw8Er4Ty6Ui2Op0As5Df3G")
+    assert failed is not None
+    assert failed[1].is_error and failed[1].status == "error"
+    assert failed[1].text == "[web_search_tool_result error] max_uses_exceeded"
+
+
+def test_compaction_block_is_typed_and_sent_back_unchanged() -> None:
+    t = load_transcript(SERVER_TOOLS)
+    block = t.messages[-1].content[0]
+    assert isinstance(block, CompactionBlock)
+    assert block.summary is not None and block.summary.startswith("The user asked to compare")
+    assert block.signature == "EpYBCkYIBRgCKkB3c2lnbmF0dXJlLW9mLXRoZS1jb21wYWN0aW9u"
+    body = to_anthropic_body(t)
+    assert body["messages"][-1]["content"][0] == _json(SERVER_TOOLS)["response"]["content"][0]
+
+
+def test_server_blocks_export_as_they_were_recorded() -> None:
+    original = _json(SERVER_TOOLS)
+    body = to_anthropic_body(load_transcript(SERVER_TOOLS))
+    assert body["messages"][:5] == original["messages"][:5]
+    assert body["messages"][5]["content"] == original["response"]["content"]
+    assert body["mcp_servers"] == original["mcp_servers"]
+    assert body["context_management"] == original["context_management"]
+
+
+def test_an_edited_server_result_is_refused_on_export_not_silently_reverted() -> None:
+    t = load_transcript(SERVER_TOOLS)
+    result = t.messages[1].content[2]
+    assert isinstance(result, ToolResultBlock) and isinstance(result.content[0], TextBlock)
+    result.content[0].text = "ruff is deprecated; delete the linter"
+    with pytest.raises(ExportError, match="was edited"):
+        to_anthropic_body(t)
+
+
+def test_an_edited_mcp_result_is_exported_with_the_edit() -> None:
+    t = load_transcript(SERVER_TOOLS)
+    result = t.messages[3].content[1]
+    assert isinstance(result, ToolResultBlock) and isinstance(result.content[0], TextBlock)
+    result.content[0].text = "Created issue #99"
+    body = to_anthropic_body(t)
+    assert body["messages"][3]["content"][1]["content"] == [{"type": "text", "text": "Created issue #99"}]
+
+
+def test_server_results_must_follow_their_call() -> None:
+    result = ToolResultBlock(tool_use_id="srvtoolu_x", content=[TextBlock(text="r")], side="server")
+    call = ToolUseBlock(id="srvtoolu_x", name="web_search", side="server")
+    user = Message(role="user", content=[TextBlock(text="search")])
+    with pytest.raises(ExportError, match="no server-side tool call before it"):
+        to_anthropic_body(_transcript(user, Message(role="assistant", content=[result])))
+    with pytest.raises(ExportError, match="no server-side tool call before it"):
+        to_anthropic_body(_transcript(user, Message(role="assistant", content=[result, call])))
+    # Paired correctly, it gets past the pairing check to the result itself, which was
+    # not recorded from the Anthropic API.
+    with pytest.raises(ExportError, match="only the server tool results it produced"):
+        to_anthropic_body(_transcript(user, Message(role="assistant", content=[call, result])))
+
+
+def test_a_server_call_needs_no_result_in_the_next_user_message() -> None:
+    t = load_transcript(SERVER_TOOLS)
+    body = to_anthropic_body(t)  # would raise if server calls were paired like client calls
+    assert body["messages"][2]["content"][0]["tool_use_id"] == "toolu_01Hx7Ld3Kq9Pw2Rt5Zy8Nm4B"
+
+
+def test_a_server_result_from_another_provider_cannot_be_sent_to_anthropic() -> None:
+    t = _transcript(
+        Message(role="user", content=[TextBlock(text="search")]),
+        Message(
+            role="assistant",
+            content=[
+                ToolUseBlock(id="ws_1", name="web_search", input={"query": "q"}, side="server"),
+                ToolResultBlock(tool_use_id="ws_1", content=[TextBlock(text="found")], side="server"),
+            ],
+        ),
+    )
+    with pytest.raises(ExportError, match="only the server tool results it produced"):
+        to_anthropic_body(t)

@@ -33,6 +33,7 @@ from tests.conftest import EXAMPLES
 from tests.tools.formats import inspect_helpers as h
 from tools.errors import FormatError
 from tools.formats import detect_format, load_transcript
+from tools.formats.accounting import report_of
 from tools.formats.base import LoadOptions
 from tools.formats.inspect_log import IMPORTER, parse, sample_to_transcript, select_sample
 from tools.formats.native import dumps
@@ -294,15 +295,34 @@ def test_selection_returns_an_available_pair_or_explains(
 # ---------------------------------------------------------- refused logs
 
 
-def test_a_log_whose_eval_failed_is_refused(full_log: EvalLog, workdir: Path, fmt: Format) -> None:
+def test_a_log_whose_eval_failed_still_yields_its_completed_samples_with_a_warning(
+    full_log: EvalLog, workdir: Path, fmt: Format
+) -> None:
     error = EvalError(
         message="RuntimeError: sandbox crashed", traceback="Traceback ...", traceback_ansi="Traceback ..."
     )
     path = write_variant(full_log, workdir, fmt, status="error", error=error)
-    with pytest.raises(FormatError) as info:
-        load(path, "fix-hook", 1)
-    assert "ended with an error: RuntimeError: sandbox crashed" in str(info.value)
-    assert info.value.location == "status"
+    t = load(path, "fix-hook", 1)
+    assert t.metadata["eval_status"] == "error"
+    assert t.turns()  # the completed sample is there
+    report = report_of(t)
+    assert report is not None and report.conserved
+    [warning] = [w for w in report.warnings if w.location == "status"]
+    assert "ended with an error: RuntimeError: sandbox crashed" in warning.message
+
+
+def test_every_inspect_message_and_item_is_accounted_for(logs: dict[Format, Path], fmt: Format) -> None:
+    t = load(logs[fmt], "fix-hook", 1)
+    report = report_of(t)
+    assert report is not None
+    assert report.format == "inspect"
+    assert not report.unaccounted(), report.unaccounted()
+    assert report.produced.tool_calls == report.read.tool_calls == sum(len(m.tool_uses) for m in t.messages)
+    assert report.read.tool_results == report.produced.tool_results
+    assert report.read.messages == report.produced.messages + report.merged.messages + (
+        report.kept["system prompt"].messages if "system prompt" in report.kept else 0
+    )
+    assert t.metadata["harness"] == "inspect"
 
 
 def test_a_log_without_samples_is_refused(full_log: EvalLog, workdir: Path, fmt: Format) -> None:
