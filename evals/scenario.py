@@ -13,7 +13,7 @@ import importlib.util
 from collections.abc import Callable, Mapping
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import jinja2
 import yaml
@@ -23,6 +23,7 @@ from evals.paths import scenarios_dir
 from sandboxes.base import SandboxSpec
 from tools.errors import ForensicsError
 from tools.formats.base import json_path
+from tools.hints import CounterfactualHint, DoseHint, InterventionHint, InvestigationHints, ProbeHint
 from tools.incident import DetectorSpec, Environment
 from tools.toolmap import CommandTool, ToolMapping
 from tools.transcript import Message, TextBlock, ToolSpec, Transcript
@@ -53,61 +54,13 @@ class ScenarioTool(CommandTool):
     when: str | None = None
 
 
-class Intervention(BaseModel):
-    """A canned intervention for the protocol planner: a catalogue tag (what it tests,
-    see prompts/hypotheses.yaml) and the edits that implement it in this scenario."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    description: str
-    edits: list[dict[str, Any]] = Field(min_length=1)
-
-
-class DoseSeries(BaseModel):
-    """A dose-response series: the same edits at several levels (``{level}`` in string
-    fields is replaced by each level)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    tag: str
-    description: str
-    levels: list[float] = Field(min_length=3)
-    edits: list[dict[str, Any]] = Field(min_length=1)
-
-
-class ProbeQuestion(BaseModel):
-    """A question asked after the episode and the regex that marks a telling answer:
-    for `third_person`, an answer calling the action wrong; `follow_up`, a denial of
-    what the transcript shows (a lie); `cover_up`, the narrow / record-erasing choice."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    question: str
-    pattern: str
-
-
-class Counterfactual(BaseModel):
-    """A change to the world itself (knobs, files), run as whole episodes in the sandbox
-    from `start_turn` (early enough that the subject observes the changed world)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    tag: str
-    description: str
-    start_turn: int = Field(ge=0)
-    edits: list[dict[str, Any]] = Field(min_length=1)
-    n: int = Field(default=8, ge=1)
-
-
-class Investigation(BaseModel):
-    """What the protocol planner may do in this scenario."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    interventions: dict[str, Intervention] = Field(default_factory=dict)
-    counterfactual: Counterfactual | None = None
-    dose: DoseSeries | None = None
-    probes: dict[Literal["third_person", "follow_up", "cover_up"], ProbeQuestion] = Field(default_factory=dict)
+# The `investigation:` section's models live in tools.hints (hints reach the investigator
+# as data through the ``model_forensics.hints`` entry point); the old names stay.
+Intervention = InterventionHint
+DoseSeries = DoseHint
+ProbeQuestion = ProbeHint
+Counterfactual = CounterfactualHint
+Investigation = InvestigationHints
 
 
 class Scenario(BaseModel):
@@ -128,7 +81,8 @@ class Scenario(BaseModel):
     max_turns: int = 30
     behavior: DetectorSpec
     shell: list[str] = Field(default_factory=lambda: ["bash", "-c"])
-    investigation: Investigation = Field(default_factory=Investigation)
+    investigation: InvestigationHints = Field(default_factory=InvestigationHints)
+    """Optional hints for the protocol planner (ignored by ``--blind``); see tools.hints."""
     directory: Path | None = None
 
     # ------------------------------------------------------------------ knobs

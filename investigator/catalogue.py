@@ -25,6 +25,8 @@ class CatalogueEntry(BaseModel):
     interventions: list[str] = Field(default_factory=list)
     predictions: dict[str, Direction] = Field(default_factory=dict)
     implies: dict[Literal["intentional", "knew_disapproval"], float] = Field(default_factory=dict)
+    mitigation: str = ""
+    """What would prevent the behaviour if this explanation is the right one."""
 
 
 class MisalignmentTest(BaseModel):
@@ -34,6 +36,8 @@ class MisalignmentTest(BaseModel):
     title: str
     description: str
     positive_when: str
+    strength: float = Field(default=0.5, ge=0.0, le=1.0)
+    """How strongly a positive result indicates knowledge of disapproval (noisy-OR weight)."""
 
 
 class Catalogue(BaseModel):
@@ -45,6 +49,13 @@ class Catalogue(BaseModel):
 
     def get(self, hypothesis_id: str) -> CatalogueEntry | None:
         return next((h for h in self.hypotheses if h.id == hypothesis_id), None)
+
+    def test(self, test_id: str) -> MisalignmentTest | None:
+        return next((t for t in self.misalignment_tests if t.id == test_id), None)
+
+    def testing(self, tag: str) -> list[str]:
+        """The hypotheses with a prediction for intervention `tag`."""
+        return [h.id for h in self.hypotheses if tag in h.predictions]
 
     @property
     def ids(self) -> list[str]:

@@ -151,6 +151,14 @@ def investigate(
     backend: Annotated[
         str | None, typer.Option(help="Sandbox backend: docker (default, local fallback) or local.")
     ] = None,
+    blind: Annotated[
+        bool,
+        typer.Option(
+            "--blind",
+            help="Ignore the environment's investigation hints (a scenario's `investigation:` section): every "
+            "intervention is derived from the incident itself.",
+        ),
+    ] = False,
 ) -> None:
     """Investigate why the flagged action happened; writes report.json/.md/.html and grade.json."""
     from investigator.run import run_investigation_cli
@@ -172,6 +180,7 @@ def investigate(
             "dollars": budget_dollars,
         },
         backend=backend,
+        blind=blind,
     )
 
 

@@ -32,6 +32,7 @@ from investigator.planners import Planner
 from tools.agent_tools import ToolContext, call_tool
 from tools.budget import Budget
 from tools.edit import Variant
+from tools.experiments import ROLE_ADAPTER
 from tools.transcript import Message, TextBlock, ToolResultBlock
 
 GRAPH_FILE = "graph.sqlite"
@@ -40,6 +41,7 @@ GRAPH_FILE = "graph.sqlite"
 class InvestigationState(TypedDict, total=False):
     conversation: list[dict[str, Any]]
     variants: dict[str, dict[str, Any]]
+    roles: dict[str, dict[str, Any]]
     budget: dict[str, Any]
     conclusion: dict[str, Any] | None
     stop_reason: str | None
@@ -72,6 +74,8 @@ def build_graph(
     def sync_ctx(state: InvestigationState) -> None:
         for name, data in (state.get("variants") or {}).items():
             ctx.variants[name] = Variant.model_validate(data)
+        for name, data in (state.get("roles") or {}).items():
+            ctx.roles[name] = ROLE_ADAPTER.validate_python(data)
         if state.get("budget"):
             ctx.budget = Budget.model_validate(state["budget"])
         ctx.conclusion = state.get("conclusion")
@@ -96,7 +100,7 @@ def build_graph(
     async def plan(state: InvestigationState) -> InvestigationState:
         sync_ctx(state)
         conversation = [Message.model_validate(m) for m in state["conversation"]]
-        message = await planner.next_message(conversation, ctx.incident)
+        message = await planner.next_message(conversation, ctx)
         return {"conversation": [*state["conversation"], message.model_dump(mode="json")], "steps": state["steps"] + 1}
 
     def after_plan(state: InvestigationState) -> str:
@@ -122,6 +126,7 @@ def build_graph(
             "grace": grace,
             "conversation": [*state["conversation"], reply.model_dump(mode="json")],
             "variants": {name: v.model_dump(mode="json") for name, v in ctx.variants.items()},
+            "roles": {name: r.model_dump(mode="json") for name, r in ctx.roles.items()},
             "budget": ctx.budget.model_dump(mode="json"),
             "conclusion": ctx.conclusion,
             "stop_reason": stop if stop and ctx.conclusion is None else state.get("stop_reason"),

@@ -1,11 +1,13 @@
 """One investigation, end to end: incident → case → graph → report → grade.
 
-`investigate` wires the pieces: the subject model named by the incident (organisms run
-offline), the world for rollouts (`tools.world`: a scenario's, or one rebuilt from the
-incident's snapshot of its workspace), the ledger and the checkpointed graph in the run directory, the
-planner, and the judge. The report's experiments come from the ledger; its judgement
-fields come from the planner's `submit_report` — or, when the planner never submitted
-(budget exhausted, step cap), an *inconclusive* report that says why.
+`investigate` opens the case (`investigator.case.open_case`: the subject model named by
+the incident — organisms run offline —, the world for rollouts — `tools.world`: a
+scenario's, or one rebuilt from the incident's snapshot of its workspace —, the ledger in
+the run directory and the environment's investigation hints, which ``blind`` ignores),
+runs the checkpointed graph with the planner, and grades the report. The report's
+experiments and hypothesis board come from the ledger; its judgement fields come from the
+planner's `submit_report` — or, when the planner never submitted (budget exhausted, step
+cap), an *inconclusive* report that says why.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel
 
+from investigator.case import open_case
 from investigator.catalogue import load_catalogue
 from investigator.graph import Hooks, InvestigationState, build_graph, run_graph
 from investigator.planners import CotOnlyPlanner, LLMPlanner, Planner, ProtocolPlanner
@@ -25,11 +28,9 @@ from investigator.report import Cost, ForensicsReport, HypothesisEntry, Judgemen
 from tools.agent_tools import ToolContext
 from tools.budget import Budget, BudgetLimits
 from tools.incident import Incident
-from tools.ledger import Ledger
 from tools.models.base import ModelClient
 from tools.models.registry import get_model
 from tools.transcript import ThinkingBlock
-from tools.world import has_world, world_factory
 
 PlannerName = Literal["protocol", "llm", "cot-only"]
 
@@ -123,8 +124,6 @@ def build_report(ctx: ToolContext, state: InvestigationState, planner_name: str,
         )
         for h in ledger.hypotheses(incident.id)
     ]
-    if not hypotheses:
-        hypotheses = _hypotheses_from_analysis(state, experiments)
     known = {e.id for e in experiments}
     evidence = [e for e in conclusion.get("evidence", []) if e in known]
     totals = ledger.totals()
@@ -171,49 +170,6 @@ class _Benign:
     kind = "benign"
 
 
-def _hypotheses_from_analysis(state: InvestigationState, experiments: list[Any]) -> list[HypothesisEntry]:
-    """The protocol planner's ACH table (kept in its last message's metadata)."""
-    from tools.transcript import Message
-
-    catalogue = load_catalogue()
-    analysis: dict[str, Any] = {}
-    for raw in reversed(state.get("conversation") or []):
-        meta = Message.model_validate(raw).metadata
-        if "analysis" in meta:
-            analysis = meta["analysis"]
-            break
-    by_label = {e.label: e.id for e in experiments}
-    out = []
-    for entry in catalogue.hypotheses:
-        score = analysis.get("scores", {}).get(entry.id)
-        if not score or not score["tested"]:
-            continue
-        if score["score"] >= 2 and not score["contradicted"]:
-            status = "supported"
-        elif score["score"] <= 0 and score["contradicted"]:
-            status = "refuted"
-        else:
-            status = "inconclusive"  # one matched prediction, or matches and contradictions
-        cited = [
-            by_label[f"intervention:{t}"]
-            for t in score["matched"] + score["contradicted"]
-            if f"intervention:{t}" in by_label
-        ]
-        out.append(
-            HypothesisEntry(
-                id=f"h-{entry.id}",
-                catalogue_id=entry.id,
-                kind=entry.kind,
-                statement=entry.title,
-                status=status,
-                probability=round(max(0.02, min(0.98, 0.5 + 0.2 * score["score"])), 2),
-                evidence=cited,
-                notes=f"matched {score['matched']}, contradicted {score['contradicted']}",
-            )
-        )
-    return out
-
-
 async def investigate(
     incident: Incident,
     run_dir: str | Path,
@@ -228,23 +184,26 @@ async def investigate(
     allow_host: bool = False,
     subject: ModelClient | None = None,
     on_step: Callable[[str], None] | None = None,
+    blind: bool = False,
 ) -> InvestigationResult:
-    """Run (or resume) an investigation into `run_dir` and write report + grade there."""
+    """Run (or resume) an investigation into `run_dir` and write report + grade there.
+    `blind` ignores the environment's investigation hints (tools.hints): every
+    intervention is then derived from the incident itself."""
     from investigator.judge import grade, write_grade
     from investigator.render import write_report
 
     out = Path(run_dir)
-    out.mkdir(parents=True, exist_ok=True)
     started = time.time()
-    ledger = Ledger(out)
-    world = world_factory(incident, backend=backend, allow_host=allow_host) if has_world(incident) else None
+    case = open_case(incident, out, subject=subject, backend=backend, allow_host=allow_host, blind=blind)
+    ledger = case.ledger
     ctx = ToolContext(
         incident=incident,
         ledger=ledger,
-        subject=subject or get_model(incident.subject.model),
-        world=world,
+        subject=case.subject,
+        world=case.world,
         budget=Budget(limits=limits or BudgetLimits()),
         default_n=n,
+        hints=case.hints,
     )
     chosen = make_planner(planner, model=model, n=n)
 
@@ -268,7 +227,7 @@ async def investigate(
     try:
         state = await run_graph(graph, out, incident.id, resume=resume)
     finally:
-        ledger.close()
+        case.close()
     report = ForensicsReport.model_validate_json((out / "report.json").read_text(encoding="utf-8"))
     return InvestigationResult(
         run_dir=str(out),

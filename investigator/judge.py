@@ -28,8 +28,8 @@ bare, fenced or wrapped in prose; the criteria may be nested under ``"scores"``)
 reply that cannot be read is answered once with what was wrong, and a second failure
 raises `JudgeError` carrying both raw replies.
 
-Arm roles (baseline, control, dose, probe) follow the label conventions documented in
-`investigator.render`.
+Arm roles (baseline, control, dose, probe) are the experiments' typed roles
+(`tools.experiments`), grouped as `investigator.render.arm_role` does; labels are never read.
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, computed_field, model_validator
 
-from investigator.render import BASELINE_LABEL, SIGNIFICANCE, arm_role, atomic_write_text, render_markdown
+from investigator.render import SIGNIFICANCE, arm_role, atomic_write_text, render_markdown
 from investigator.report import ForensicsReport, Verdict
 from prompts.loader import PromptError, load_prompt
 from tools.errors import ForensicsError
@@ -180,9 +180,9 @@ def _plural(n: int, word: str) -> str:
     return f"{n} {word}" + ("" if n == 1 else "s")
 
 
-def structural_grade(report: ForensicsReport, *, baseline_label: str = BASELINE_LABEL) -> StructuralGrade:
+def structural_grade(report: ForensicsReport) -> StructuralGrade:
     """Check the report's structure without any model (see the module doc for the list)."""
-    roles = [(e, arm_role(e, baseline_label=baseline_label)) for e in report.experiments]
+    roles = [(e, arm_role(e)) for e in report.experiments]
     baselines = [e for e, r in roles if r == "baseline"]
     interventions = [e for e, r in roles if r in {"intervention", "dose"}]
     controls = [e for e, r in roles if r == "control"]
@@ -217,7 +217,7 @@ def structural_grade(report: ForensicsReport, *, baseline_label: str = BASELINE_
         "baseline",
         bool(baselines),
         ", ".join(f"baseline arm {b.id} ({b.k}/{b.n})" for b in baselines),
-        f"no baseline arm (an experiment labelled {baseline_label!r}): no rate to compare interventions with",
+        "no baseline arm (an experiment whose role is baseline): no rate to compare interventions with",
     )
     add(
         "intervention",
@@ -229,7 +229,7 @@ def structural_grade(report: ForensicsReport, *, baseline_label: str = BASELINE_
         "control",
         bool(controls),
         f"{_plural(len(controls), 'control arm')}",
-        "no control arm (labelled control:…, positive-control:… or negative-control:…): "
+        "no control arm (an experiment whose role is a positive or negative control): "
         "null results and effects cannot be told from noise or side effects",
     )
     add(

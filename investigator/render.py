@@ -25,19 +25,20 @@ table cells have ``|`` and line breaks neutralized and ``<``/``>``/``&`` written
 entities, while quotes are put in a code fence longer than any backtick run inside
 them, so a quote can neither close its fence nor inject HTML into a Markdown viewer.
 
-Conventions the planner follows so the renderer (and the judge) can read the arms:
+What each experiment arm is for is its typed role (`tools.experiments`), stored in the
+ledger and copied into the report; labels are free text and are never parsed:
 
-* **Baseline**: the arm labelled ``baseline`` (per mode and start turn), as in
+* **Baseline**: the `BaselineRole` arm of each mode and start turn (or, for whole
+  episodes in the rebuilt world, the `RolloutRole` arm of the unedited world), as in
   `investigator.report.experiments_from_ledger`.
-* **Controls**: labels starting with ``control:``, ``positive-control:`` or
-  ``negative-control:`` (``control:paraphrased-task``). A negative control is a
-  change no hypothesis says should matter; a positive control is one known to move
-  the rate, showing the setup can detect an effect.
-* **Dose series**: labels ``dose:<knob>=<number>`` (``dose:n_type_errors=10``). Arms
-  with the same knob, mode and start turn form one series; arms at the same dose are
-  pooled. A series needs at least two distinct doses; it gets a Cochran–Armitage
-  trend test and a logistic fit. The baseline is not a level of the series unless the
-  planner also runs the original value as a ``dose:`` arm.
+* **Controls**: `ControlRole` arms. A negative control is a change no hypothesis says
+  should matter; a positive control is one known to move the rate, showing the setup
+  can detect an effect.
+* **Dose series**: `DoseRole` arms with the same knob, mode and start turn form one
+  series; arms at the same dose are pooled. When the arms record the knob's
+  `original` value, the baseline arm of the same mode and start turn is the series'
+  level at that value. A series needs at least two distinct doses; it gets a
+  Cochran–Armitage trend test and a logistic fit.
 * **Importance**: the ledger events `tools.importance` records, ``turn_importance``
   and ``sentence_importance``. An event holding the whole result under ``result``
   (``TurnImportance`` / ``SentenceImportance`` dumped as JSON) is shown in full. The
@@ -45,9 +46,9 @@ Conventions the planner follows so the renderer (and the judge) can read the arm
   rates and experiments; a sentence scan gets its table (each sentence's resampling
   importance with the Newcombe interval computed from its two arms' counts) but no
   plot, since the counterfactual intervals are not in the event. The arms of these
-  analyses (labels ``turn importance: …`` and ``sentence prefill: …``) have the role
-  ``importance``: they are listed, but are neither interventions nor in the forest
-  plot. An event that cannot be read is reported in the notes, never dropped silently.
+  analyses (`ImportanceRole`) are listed, but are neither interventions nor in the
+  forest plot. An event that cannot be read is reported in the notes, never dropped
+  silently.
 """
 
 from __future__ import annotations
@@ -66,6 +67,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from investigator.report import ExperimentEntry, ForensicsReport, Judgement, Quote
 from tools import plots as figures
+from tools.experiments import DoseRole, ImportanceRole, is_reference
 from tools.importance import SentenceImportance, TurnImportance, TurnPoint
 from tools.ledger import Ledger
 from tools.stats import Comparison, DoseResponseFit, Rate, cochran_armitage, compare, fit_dose_response, wilson_interval
@@ -77,53 +79,39 @@ REPORT_HTML = "report.html"
 TEMPLATE_DIR = "report"
 """Templates live in ``prompts/report/`` (package data, so they ship in the wheel)."""
 
-BASELINE_LABEL = "baseline"
 SIGNIFICANCE = 0.05
 """Holm-adjusted p below which an arm's difference from the baseline is called significant."""
-DOSE_PREFIX = "dose:"
 TURN_IMPORTANCE_EVENT = "turn_importance"
 SENTENCE_IMPORTANCE_EVENT = "sentence_importance"
-IMPORTANCE_LABEL_PREFIXES = ("turn importance:", "sentence prefill:")
-"""Labels `tools.importance` gives the arms of its analyses."""
-
-_CONTROL_LABEL = re.compile(r"^(?:(?:positive|negative)-)?control(?::|$)", re.IGNORECASE)
-_DOSE_LABEL = re.compile(r"^dose:(?P<knob>[A-Za-z_][A-Za-z0-9_.\-]*)=(?P<level>[^=\s]+)$")
-_SENTENCE_ARM_LABEL = re.compile(r"^sentence prefill: (?P<kept>\d+) of \d+ sentences kept$")
 
 ArmRole = Literal["baseline", "control", "dose", "importance", "probe", "intervention"]
+"""How the report groups arms (`arm_role`)."""
 
 
-# ----------------------------------------------------------------------------- arm conventions
+# ----------------------------------------------------------------------------- arm roles
 
 
-def arm_role(entry: ExperimentEntry, *, baseline_label: str = BASELINE_LABEL) -> ArmRole:
-    """What an experiment arm is for, by the label conventions in the module doc."""
-    if entry.mode == "probe":
+def arm_role(entry: ExperimentEntry) -> ArmRole:
+    """How the report treats an arm, from its typed role: the reference of its group
+    (baseline, or the unedited world of a rollout group), a control, a dose level, an
+    importance arm, a probe, or an intervention (interventions, rollouts of a changed
+    world and exploratory arms)."""
+    role = entry.role
+    if role.kind == "probe" or entry.mode == "probe":
         return "probe"
-    if entry.label == baseline_label:
+    if is_reference(role):
         return "baseline"
-    if _CONTROL_LABEL.match(entry.label):
-        return "control"
-    if parse_dose_label(entry.label) is not None:
-        return "dose"
-    if entry.label.startswith(IMPORTANCE_LABEL_PREFIXES):
-        return "importance"
+    if role.kind in {"control", "dose", "importance"}:
+        return role.kind
     return "intervention"
 
 
-def parse_dose_label(label: str) -> tuple[str, float] | None:
-    """``"dose:n_type_errors=10"`` -> ``("n_type_errors", 10.0)``; None for any other label
-    (including a non-finite or non-numeric level)."""
-    match = _DOSE_LABEL.match(label)
-    if match is None:
+def dose_of(entry: ExperimentEntry) -> tuple[str, float] | None:
+    """``(knob, level)`` of a dose arm (None for any other arm, or a non-finite level)."""
+    role = entry.role
+    if not isinstance(role, DoseRole) or not math.isfinite(role.level):
         return None
-    try:
-        level = float(match["level"])
-    except ValueError:
-        return None
-    if not math.isfinite(level):
-        return None
-    return match["knob"], level
+    return role.knob, role.level
 
 
 # ----------------------------------------------------------------------------- derived data
@@ -149,7 +137,7 @@ class DoseLevel(BaseModel):
 
 
 class DoseSeries(BaseModel):
-    """Arms labelled ``dose:<knob>=<level>`` with the same knob, mode and start turn."""
+    """Dose arms with the same knob, mode and start turn (and the baseline at the original level)."""
 
     model_config = ConfigDict(frozen=True)
 
@@ -163,16 +151,30 @@ class DoseSeries(BaseModel):
 
 
 def dose_series(experiments: Iterable[ExperimentEntry]) -> list[DoseSeries]:
-    """The dose series among `experiments` (see the module doc for the label convention),
-    each with its Cochran–Armitage trend test and logistic fit. Groups with fewer than
-    two distinct doses are not series and are left out."""
+    """The dose series among `experiments` (see the module doc), each with its
+    Cochran–Armitage trend test and logistic fit. Groups with fewer than two distinct
+    doses are not series and are left out."""
+    entries = list(experiments)
     groups: dict[tuple[str, str, int], dict[float, list[ExperimentEntry]]] = {}
-    for entry in experiments:
-        parsed = parse_dose_label(entry.label)
+    originals: dict[tuple[str, str, int], float] = {}
+    for entry in entries:
+        parsed = dose_of(entry)
         if parsed is None or entry.mode == "probe" or entry.n == 0:
             continue
         knob, level = parsed
-        groups.setdefault((knob, entry.mode, entry.start_turn), {}).setdefault(level, []).append(entry)
+        key = (knob, entry.mode, entry.start_turn)
+        groups.setdefault(key, {}).setdefault(level, []).append(entry)
+        original = entry.role.original if isinstance(entry.role, DoseRole) else None
+        if original is not None and math.isfinite(original):
+            originals.setdefault(key, original)
+    for key, original in originals.items():
+        _, mode, start_turn = key
+        base = next(
+            (e for e in entries if e.n and is_reference(e.role) and e.mode == mode and e.start_turn == start_turn),
+            None,
+        )
+        if base is not None:
+            groups[key].setdefault(original, []).append(base)
     out: list[DoseSeries] = []
     for (knob, mode, start_turn), by_dose in groups.items():
         if len(by_dose) < 2:
@@ -284,12 +286,18 @@ def _compact_sentences(event: dict[str, Any], ledger: Ledger) -> list[CompactSen
     """The sentences of a compact ``sentence_importance`` event; the resampling
     comparison of sentence *i* is rebuilt from arms *i* (before) and *i + 1* (after)."""
     arms: dict[int, Rate] = {}
-    for experiment_id in event["experiments"]:
+    kept_list = event.get("kept")
+    for position, experiment_id in enumerate(event["experiments"]):
         row = ledger.experiment(str(experiment_id))
-        match = _SENTENCE_ARM_LABEL.match(row.label) if row is not None else None
-        if row is not None and match is not None:
+        if row is None:
+            continue
+        if isinstance(kept_list, list) and position < len(kept_list):
+            kept: int | None = int(kept_list[position])
+        else:  # an event from before `kept` was recorded: the arm's own role says
+            kept = row.role.index if isinstance(row.role, ImportanceRole) and row.role.scan == "sentence" else None
+        if kept is not None:
             counts = ledger.counts(row.id)
-            arms[int(match["kept"])] = Rate(counts.k, counts.n)
+            arms[kept] = Rate(counts.k, counts.n)
     out = []
     for score in event["scores"]:
         index = int(score["index"])
@@ -830,8 +838,6 @@ def write_report(report: ForensicsReport, run_dir: Path, *, ledger: Ledger | Non
 
 
 __all__ = [
-    "BASELINE_LABEL",
-    "DOSE_PREFIX",
     "REPORT_HTML",
     "REPORT_JSON",
     "REPORT_MD",
@@ -844,13 +850,13 @@ __all__ = [
     "arm_role",
     "atomic_write_text",
     "build_view",
+    "dose_of",
     "dose_series",
     "forest_groups",
     "importance_results",
     "md_cell",
     "md_fence",
     "md_text",
-    "parse_dose_label",
     "render_html",
     "render_markdown",
     "write_report",

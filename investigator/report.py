@@ -8,17 +8,17 @@ report are the numbers that were measured.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from tools.experiments import ExperimentRole, ExploratoryRole, ImportanceRole, ProbeRole, is_reference, legacy_role
 from tools.ledger import Ledger
 from tools.stats import Rate, compare
 from tools.transcript import Span
 
-REPORT_SCHEMA_VERSION = "1.0"
-IMPORTANCE_PREFIXES = ("turn importance:", "sentence prefill:")
-"""Arms of importance scans: listed, but neither compared with the baseline nor in Holm's family."""
+REPORT_SCHEMA_VERSION = "1.1"
+"""1.1: experiments carry their typed `role` (1.0 reports are read with the role their label meant)."""
 
 Verdict = Literal["misalignment", "mistake", "inconclusive"]
 HypothesisStatus = Literal["supported", "refuted", "untested", "inconclusive"]
@@ -51,10 +51,12 @@ class HypothesisEntry(_Model):
 
 
 class ExperimentEntry(_Model):
-    """One measured arm, copied from the ledger."""
+    """One measured arm, copied from the ledger; `role` says what it is for
+    (`tools.experiments`), `label` is free text."""
 
     id: str
     label: str
+    role: ExperimentRole = Field(default_factory=ExploratoryRole)
     mode: str
     variant_id: str
     variant_description: str
@@ -70,6 +72,14 @@ class ExperimentEntry(_Model):
     difference_ci: tuple[float, float] | None = None
     p_value: float | None = None
     p_holm: float | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _legacy_role(cls, data: Any) -> Any:
+        """A report written before roles (schema 1.0) gets the role its label meant."""
+        if isinstance(data, dict) and "role" not in data and "label" in data:
+            return {**data, "role": legacy_role(str(data["label"]), str(data.get("mode", "")))}
+        return data
 
 
 class Quote(_Model):
@@ -126,18 +136,20 @@ class ForensicsReport(_Model):
         return sorted({c for c in cited if c not in known})
 
 
-def experiments_from_ledger(
-    ledger: Ledger, incident_id: str, *, baseline_label: str = "baseline"
-) -> list[ExperimentEntry]:
+def experiments_from_ledger(ledger: Ledger, incident_id: str) -> list[ExperimentEntry]:
     """The experiments table, computed from the ledger's samples: each arm's rate with
-    its Wilson interval and, against the baseline arm (same start turn and mode),
-    the difference with its Newcombe interval and the pooled z-test p, Holm-adjusted
-    across the arms of this investigation."""
+    its Wilson interval and, against the reference arm of its mode and start turn (the
+    baseline, or the unedited world of a rollout group), the difference with its
+    Newcombe interval and the pooled z-test p, Holm-adjusted across the arms of this
+    investigation. Probes and importance arms are listed but not compared."""
     from tools.stats import holm
 
     rows = ledger.experiments(incident_id)
     entries: list[ExperimentEntry] = []
-    baselines = {(r.mode, r.start_turn): r for r in rows if r.label == baseline_label}
+    baselines: dict[tuple[str, int], Any] = {}
+    for r in rows:
+        if is_reference(r.role):
+            baselines.setdefault((r.mode, r.start_turn), r)
     for row in rows:
         counts = ledger.counts(row.id)
         if counts.n == 0:
@@ -147,6 +159,7 @@ def experiments_from_ledger(
         entry = ExperimentEntry(
             id=row.id,
             label=row.label,
+            role=row.role,
             mode=row.mode,
             variant_id=row.variant_id,
             variant_description=(variant or {}).get("description", ""),
@@ -158,8 +171,8 @@ def experiments_from_ledger(
             stop_reason=row.stop_reason,
         )
         base = baselines.get((row.mode, row.start_turn))
-        is_scan = row.label.startswith(IMPORTANCE_PREFIXES)
-        if base is not None and base.id != row.id and row.mode != "probe" and not is_scan:
+        compared = not isinstance(row.role, ImportanceRole | ProbeRole) and row.mode != "probe"
+        if base is not None and base.id != row.id and compared:
             base_counts = ledger.counts(base.id)
             if base_counts.n:
                 comparison = compare(rate, Rate(base_counts.k, base_counts.n))

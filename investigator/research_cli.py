@@ -12,7 +12,8 @@ Every experiment lands in the ledger of a run directory (``--run``, default
 samples twice, and `compare` can read it later. The subject is the incident's own
 (``organism/<id>`` subjects run offline) unless ``--subject`` names another; an
 incident gets its world for rollouts from `tools.world` (a scenario's, or one rebuilt
-from the incident's snapshot). Problems the user can fix raise
+from the incident's snapshot); the case is opened by investigator.case.open_case, as for
+investigations. Problems the user can fix raise
 `ForensicsError`, which the app prints as one line (exit status 2).
 """
 
@@ -37,12 +38,10 @@ from rich.text import Text
 from tools.errors import ForensicsError
 
 if TYPE_CHECKING:
+    from investigator.case import Case
     from tools.edit import Variant
+    from tools.experiments import ExperimentRole
     from tools.importance import SentenceImportance, TurnImportance
-    from tools.incident import Incident
-    from tools.ledger import Ledger
-    from tools.models.base import ModelClient
-    from tools.world import WorldFactory
 
 console = Console()
 
@@ -85,25 +84,14 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print only a JSON summary
 # --------------------------------------------------------------------------- shared set-up
 
 
-class _Case:
-    """What every command needs: the incident, its run's ledger, the subject, the world."""
+def _case(incident_path: Path, run: Path | None, subject: str | None, backend: str | None) -> Case:
+    """The case every command works on (investigator.case.open_case): the incident, its
+    run's ledger (default ``runs/<incident id>``), the subject, the world."""
+    from investigator.case import open_case
+    from tools.incident import load_incident
 
-    def __init__(self, incident_path: Path, run: Path | None, subject: str | None, backend: str | None) -> None:
-        from tools.incident import load_incident
-        from tools.ledger import Ledger
-        from tools.models.registry import get_model
-        from tools.world import has_world, world_factory
-
-        self.incident: Incident = load_incident(incident_path)
-        self.run_dir = run if run is not None else Path("runs") / self.incident.id
-        self.subject: ModelClient = get_model(subject or self.incident.subject.model)
-        self.ledger: Ledger = Ledger(self.run_dir)
-        self.world: WorldFactory | None = None
-        if has_world(self.incident):
-            self.world = world_factory(self.incident, backend=backend)
-
-    def close(self) -> None:
-        self.ledger.close()
+    incident = load_incident(incident_path)
+    return open_case(incident, run if run is not None else Path("runs") / incident.id, subject=subject, backend=backend)
 
 
 @contextmanager
@@ -149,6 +137,19 @@ def _default_label(variant: Variant, mode: ModeChoice, start_turn: int | None, q
     if start_turn is not None:
         name += f", from turn {start_turn}"
     return name
+
+
+def _default_role(variant: Variant, mode: ModeChoice, question: str | None) -> ExperimentRole:
+    """What a researcher's experiment is, when nothing else says: the unedited flagged
+    turn is the baseline, a question is a probe, whole episodes are rollouts, anything
+    else is exploratory."""
+    from tools.experiments import BaselineRole, ExploratoryRole, ProbeRole, RolloutRole
+
+    if question is not None or mode is ModeChoice.probe:
+        return ProbeRole(test="other")
+    if mode is ModeChoice.rollout:
+        return RolloutRole(tag=None if variant.is_original else variant.description or variant.id)
+    return BaselineRole() if variant.is_original else ExploratoryRole()
 
 
 def resample_command(
@@ -217,7 +218,10 @@ def resample_command(
         reference = None
         if vs_baseline:
             reference = ExperimentSpec(
-                label=_default_label(Variant.original(), chosen, start_turn, question), n=n, **common
+                label=_default_label(Variant.original(), chosen, start_turn, question),
+                role=_default_role(Variant.original(), chosen, question),
+                n=n,
+                **common,
             )
         rule = SequentialRule(
             kind="reference" if vs_baseline else "threshold",
@@ -227,8 +231,10 @@ def resample_command(
             batch=batch,
         )
     name = label or _default_label(variant, chosen, start_turn, question)
-    spec = ExperimentSpec(label=name, variant=variant, n=n, sequential=rule, **common)
-    case = _Case(incident_path, run, subject, backend)
+    spec = ExperimentSpec(
+        label=name, role=_default_role(variant, chosen, question), variant=variant, n=n, sequential=rule, **common
+    )
+    case = _case(incident_path, run, subject, backend)
     try:
         with _progress(f"resampling {case.subject.model_string}", n, quiet=as_json) as advance:
             result = asyncio.run(
@@ -388,7 +394,7 @@ def importance_command(
 
     if not turns and not sentences:
         raise typer.BadParameter("choose --turns, --sentences, or both")
-    case = _Case(incident_path, run, subject, backend)
+    case = _case(incident_path, run, subject, backend)
     summary: dict[str, Any] = {"run": str(case.run_dir)}
     plots: dict[str, bytes] = {}
     try:

@@ -72,6 +72,7 @@ def run_investigation_cli(
     n: int,
     limits: dict[str, Any],
     backend: str | None,
+    blind: bool = False,
 ) -> None:
     options: dict[str, Any]
     loaded: Incident
@@ -97,6 +98,7 @@ def run_investigation_cli(
             "n": n,
             "limits": limits,
             "backend": backend,
+            "blind": blind,
         }
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / RUN_FILE).write_text(json.dumps(options, indent=1), encoding="utf-8")
@@ -116,6 +118,7 @@ def run_investigation_cli(
             resume=resume is not None,
             backend=options["backend"],
             on_step=lambda line: console.print(Text(f"  · {line}", style="dim")),
+            blind=bool(options.get("blind", False)),
         )
     )
     summarize(console, result)

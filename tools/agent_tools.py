@@ -25,6 +25,14 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 from tools.budget import Budget, BudgetExceeded
 from tools.edit import Variant, parse_edits
 from tools.errors import ForensicsError
+from tools.experiments import (
+    BaselineRole,
+    ExperimentRole,
+    ExploratoryRole,
+    ProbeRole,
+    RolloutRole,
+)
+from tools.hints import InvestigationHints
 from tools.incident import Incident, RegexDetector
 from tools.ledger import HypothesisRow, Ledger
 from tools.models.base import ModelClient
@@ -61,6 +69,11 @@ class ToolContext:
     budget: Budget = field(default_factory=Budget)
     default_n: int = 100
     variants: dict[str, Variant] = field(default_factory=dict)
+    roles: dict[str, ExperimentRole] = field(default_factory=dict)
+    """The role an experiment on a named variant has unless the call says otherwise
+    (generated interventions register theirs)."""
+    hints: InvestigationHints | None = None
+    """The environment's investigation hints (tools.hints); None when blind or when there are none."""
     conclusion: dict[str, Any] | None = None
     progress: Callable[[int], None] | None = None
 
@@ -143,31 +156,42 @@ def agent_tool(fn: ToolFn) -> AgentTool:
     return tool
 
 
+ToolErrorKind = Literal["unknown_tool", "invalid_arguments", "budget_exhausted", "tool_error"]
+
+
 class ToolOutcome(BaseModel):
-    """A tool call's result as the planner receives it."""
+    """A tool call's result as the planner receives it; `error` says what kind of
+    failure it was (None when it succeeded)."""
 
     ok: bool
     content: str
     data: dict[str, Any] = Field(default_factory=dict)
+    error: ToolErrorKind | None = None
 
 
 async def call_tool(ctx: ToolContext, name: str, arguments: dict[str, Any]) -> ToolOutcome:
     """Validate and run a tool; errors come back as an outcome, never as an exception."""
     tool = AGENT_TOOLS.get(name)
     if tool is None:
-        return ToolOutcome(ok=False, content=f"Error: unknown tool {name!r}; tools: {', '.join(AGENT_TOOLS)}")
+        return ToolOutcome(
+            ok=False, content=f"Error: unknown tool {name!r}; tools: {', '.join(AGENT_TOOLS)}", error="unknown_tool"
+        )
     try:
-        if name != "submit_report":  # concluding is always allowed, even on an exhausted budget
+        if name not in {"submit_report", "record_hypothesis"}:  # concluding is allowed on an exhausted budget
             ctx.budget.charge_tool_call()
         args = tool.args_model.model_validate(arguments)
         data = await tool.fn(ctx, **args.model_dump())
     except ValidationError as exc:
         problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors(include_url=False))
-        return ToolOutcome(ok=False, content=f"Error: invalid arguments for {name}: {problems}")
+        return ToolOutcome(
+            ok=False, content=f"Error: invalid arguments for {name}: {problems}", error="invalid_arguments"
+        )
     except BudgetExceeded as exc:
-        return ToolOutcome(ok=False, content=f"Error: budget exhausted: {exc}. Submit your report now.")
+        return ToolOutcome(
+            ok=False, content=f"Error: budget exhausted: {exc}. Submit your report now.", error="budget_exhausted"
+        )
     except ForensicsError as exc:
-        return ToolOutcome(ok=False, content=f"Error: {exc}")
+        return ToolOutcome(ok=False, content=f"Error: {exc}", error="tool_error")
     content = data.pop("_text", None) or json.dumps(data, indent=1, default=str)
     return ToolOutcome(ok=True, content=str(content), data=data)
 
@@ -176,6 +200,7 @@ def _experiment_data(result: ExperimentResult) -> dict[str, Any]:
     return {
         "experiment_id": result.id,
         "label": result.label,
+        "role": result.role.model_dump(mode="json", exclude_defaults=True) | {"kind": result.role.kind},
         "mode": result.mode,
         "k": result.k,
         "n": result.n,
@@ -207,6 +232,16 @@ async def _run(ctx: ToolContext, spec: ExperimentSpec) -> ExperimentResult:
     ctx.budget.tokens = int(usage["input_tokens"] + usage["output_tokens"])
     ctx.budget.dollars = float(usage["cost_usd"])
     return result
+
+
+def _role_for(ctx: ToolContext, variant: str, role: ExperimentRole | None) -> ExperimentRole:
+    """The role given, else the one registered for the variant, else baseline for the
+    original and exploratory for anything else."""
+    if role is not None:
+        return role
+    if variant in ctx.roles:
+        return ctx.roles[variant]
+    return BaselineRole() if ctx.variant(variant).is_original else ExploratoryRole()
 
 
 def _start(ctx: ToolContext, spec: ExperimentSpec) -> int:
@@ -299,17 +334,21 @@ async def resample(
     start_turn: int | None = None,
     sequential: Literal["none", "vs_baseline", "threshold"] = "none",
     threshold: float | None = None,
+    role: ExperimentRole | None = None,
 ) -> dict[str, Any]:
     """Resample the subject's turn at `start_turn` (default: the flagged turn) from a variant's context and
     measure how often the concerning behaviour recurs. Returns k/n with a Wilson 95% interval.
 
     Args:
-        label: A name for this experiment (use "baseline" for the unedited replication).
-        variant: The variant to sample from (created with edit_context).
+        label: A name for this experiment, for people (free text).
+        variant: The variant to sample from (created with edit_context or suggest_interventions).
         n: Number of samples (default: the case's default n).
         start_turn: The assistant turn to resample (default: the flagged turn).
         sequential: Stop early once answered: "vs_baseline" (differs from the baseline arm) or "threshold".
         threshold: The rate threshold for sequential="threshold".
+        role: What the experiment is for (kind baseline, intervention with its catalogue tag, dose, control...).
+            Default: baseline for the original, the role suggest_interventions registered for the variant, else
+            exploratory.
     """
     rule: SequentialRule | None = None
     count = n or ctx.default_n
@@ -319,9 +358,17 @@ async def resample(
         rule = SequentialRule(kind="threshold", threshold=threshold)
     elif sequential == "vs_baseline":
         rule = SequentialRule(
-            kind="reference", reference=ExperimentSpec(label="baseline", n=count, start_turn=start_turn)
+            kind="reference",
+            reference=ExperimentSpec(label="baseline", role=BaselineRole(), n=count, start_turn=start_turn),
         )
-    spec = ExperimentSpec(label=label, variant=ctx.variant(variant), n=count, start_turn=start_turn, sequential=rule)
+    spec = ExperimentSpec(
+        label=label,
+        role=_role_for(ctx, variant, role),
+        variant=ctx.variant(variant),
+        n=count,
+        start_turn=start_turn,
+        sequential=rule,
+    )
     if sandbox_free(ctx.incident.behavior) is None and ctx.world is not None:
         # The detector reads the world's final state: execute each resampled turn there.
         spec = spec.model_copy(update={"mode": "rollout", "max_turns": 1})
@@ -339,14 +386,19 @@ async def run_counterfactual(
     episodes from the variant's context; each is judged by the full detector, including checks of the final state.
 
     Args:
-        label: A name for this experiment.
+        label: A name for this experiment, for people (free text).
         variant: The variant whose context (and environment knobs/files) to use.
         n: Number of episodes (default: a fifth of the case's default n).
         start_turn: Where the episodes start (default: the flagged turn).
     """
+    chosen = ctx.variant(variant)
+    registered = ctx.roles.get(variant)
+    tag = getattr(registered, "tag", None) if registered is not None else None
+    tests = tuple(getattr(registered, "tests", ()) or ())
     spec = ExperimentSpec(
         label=label,
-        variant=ctx.variant(variant),
+        role=RolloutRole(tag=None) if chosen.is_original else RolloutRole(tag=tag or variant, tests=tests),
+        variant=chosen,
         n=n or max(5, ctx.default_n // 5),
         start_turn=start_turn,
         mode="rollout",
@@ -356,24 +408,40 @@ async def run_counterfactual(
 
 @agent_tool
 async def probe(
-    ctx: ToolContext, label: str, question: str, answer_pattern: str, n: int = 20, variant: str = "original"
+    ctx: ToolContext,
+    label: str,
+    question: str,
+    answer_pattern: str,
+    n: int = 20,
+    variant: str = "original",
+    test: Literal["follow_up", "cover_up", "third_person", "self_report", "other"] = "other",
+    answered_pattern: str | None = None,
 ) -> dict[str, Any]:
     """Ask the subject a question after the episode and measure how often its answer matches a pattern
     (e.g. a third-person question, a follow-up about what it did, a cover-up choice).
 
     Args:
-        label: A name for this probe.
+        label: A name for this probe, for people (free text).
         question: The question, as the user would ask it.
         answer_pattern: A regular expression; the rate is the share of answers it matches.
         n: Number of answers to sample.
         variant: The variant to ask after.
+        test: The misalignment test this probe serves: follow_up (the pattern marks a denial of something the
+            transcript shows it did: a lie), cover_up (the pattern marks the concealing choice), third_person (the
+            pattern marks calling the action wrong), self_report, or other.
+        answered_pattern: A regular expression an answer matches when it answers the question at all (a yes or a
+            no, an option letter); rates are then taken among the answers that answer.
     """
-    try:
-        re.compile(answer_pattern)
-    except re.error as exc:
-        raise ForensicsError(f"invalid answer_pattern: {exc}") from None
+    for pattern in (answer_pattern, answered_pattern):
+        if pattern is None:
+            continue
+        try:
+            re.compile(pattern)
+        except re.error as exc:
+            raise ForensicsError(f"invalid answer pattern {pattern!r}: {exc}") from None
     spec = ExperimentSpec(
         label=label,
+        role=ProbeRole(test=test, answered=answered_pattern),
         variant=ctx.variant(variant),
         n=n,
         mode="probe",

@@ -47,6 +47,7 @@ from typing import Any, Literal, Protocol
 from pydantic import BaseModel, Field
 
 from tools.edit import split_sentences
+from tools.experiments import BaselineRole, ExperimentRole, ImportanceRole
 from tools.incident import Incident
 from tools.ledger import Ledger
 from tools.models.base import ModelClient
@@ -189,6 +190,9 @@ async def turn_importance(
                 mode=mode,
                 n=n_per_turn,
                 seed=seed + t * SEED_STRIDE,
+            )
+            spec = spec.model_copy(
+                update={"role": _role(spec, flagged, ImportanceRole(scan="turn", unit=f"turn {t}", index=t))}
             )
             result = await run_experiment(
                 ledger,
@@ -443,6 +447,15 @@ async def sentence_importance(
             temperature=temperature,
             prefill=prefill,
         )
+        spec = spec.model_copy(
+            update={
+                "role": _role(
+                    spec,
+                    incident.flagged_turn_index,
+                    ImportanceRole(scan="sentence", unit=f"{j} of {len(spans)} sentences kept", index=j),
+                )
+            }
+        )
         outcome = await run_experiment(
             ledger, incident, spec, subject=subject, grader=grader, concurrency=concurrency, progress=progress
         )
@@ -494,6 +507,7 @@ async def sentence_importance(
         "sentence_importance",
         incident_id=incident.id,
         experiments=result.experiment_ids,
+        kept=[a.kept for a in result.arms],
         similarity=method,
         scores=[
             {"index": s.index, "text": s.text, "resampling": s.resampling.difference, "counterfactual": _num(s)}
@@ -501,6 +515,15 @@ async def sentence_importance(
         ],
     )
     return result
+
+
+def _role(spec: ExperimentSpec, flagged: int, role: ImportanceRole) -> ExperimentRole:
+    """An arm's role: `role`, unless the arm is exactly the baseline (the unedited
+    flagged turn resampled from seed 0, no prefill), whose samples it then shares."""
+    plain = spec.variant.is_original and spec.prefill is None and spec.temperature is None
+    if plain and spec.mode == "next_turn" and spec.start_turn == flagged and spec.seed == 0:
+        return BaselineRole()
+    return role
 
 
 def _num(score: SentenceScore) -> float | None:

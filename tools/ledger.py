@@ -9,7 +9,9 @@ written as soon as the model has answered (`detected` NULL) and completed when i
 detector has run, so a crash between the two repeats only the cheap detection.
 
 Schema changes are migrations keyed by SQLite's ``user_version``; opening an older file
-upgrades it in place, and a file from a newer program is refused.
+upgrades it in place, and a file from a newer program is refused. Migration 2 gave every
+experiment a typed role (`tools.experiments`): rows written before it get the role
+their label convention meant (`tools.experiments.legacy_role`).
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import json
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -26,10 +28,23 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from tools.errors import ForensicsError
+from tools.experiments import ROLE_ADAPTER, ExperimentRole, ExploratoryRole, legacy_role
 
 LEDGER_FILE = "case.sqlite"
 
-_MIGRATIONS: list[str] = [
+
+def _add_roles(db: sqlite3.Connection) -> None:
+    """Migration 2: a `role` column (the experiment's typed role as JSON), filled for
+    existing rows from their label convention."""
+    db.execute("ALTER TABLE experiments ADD COLUMN role TEXT")
+    for experiment_id, label, mode in db.execute("SELECT id, label, mode FROM experiments").fetchall():
+        role = legacy_role(str(label), str(mode))
+        db.execute(
+            "UPDATE experiments SET role = ? WHERE id = ?", (ROLE_ADAPTER.dump_json(role).decode(), experiment_id)
+        )
+
+
+_MIGRATIONS: list[str | Callable[[sqlite3.Connection], None]] = [
     # 1: the initial schema
     """
     CREATE TABLE incidents (
@@ -93,6 +108,8 @@ _MIGRATIONS: list[str] = [
     );
     CREATE INDEX samples_by_experiment ON samples(experiment_id, detected);
     """,
+    # 2: typed experiment roles
+    _add_roles,
 ]
 SCHEMA_VERSION = len(_MIGRATIONS)
 
@@ -114,6 +131,7 @@ class ExperimentRow(BaseModel):
     spec: dict[str, Any]
     status: str
     stop_reason: str | None = None
+    role: ExperimentRole = Field(default_factory=ExploratoryRole)
 
 
 class SampleRow(BaseModel):
@@ -185,10 +203,19 @@ class Ledger:
                 f"{self.path}: ledger schema {version} is newer than this program's ({SCHEMA_VERSION}); upgrade"
             )
         for target in range(version + 1, SCHEMA_VERSION + 1):
-            # executescript commits on its own, so the migration carries its transaction.
-            self._db.executescript(
-                f"BEGIN IMMEDIATE;\n{_MIGRATIONS[target - 1]}\nPRAGMA user_version = {target};\nCOMMIT;"
-            )
+            migration = _MIGRATIONS[target - 1]
+            if isinstance(migration, str):
+                # executescript commits on its own, so the migration carries its transaction.
+                self._db.executescript(f"BEGIN IMMEDIATE;\n{migration}\nPRAGMA user_version = {target};\nCOMMIT;")
+                continue
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                migration(self._db)
+                self._db.execute(f"PRAGMA user_version = {target}")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
 
     @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
@@ -263,13 +290,27 @@ class Ledger:
         start_turn: int,
         n_target: int,
         spec: dict[str, Any],
+        role: ExperimentRole | None = None,
     ) -> ExperimentRow:
         """Create the experiment, or return the existing one with the same id (resume).
-        Resuming with a different mode or start turn is a conflict, not a silent mix."""
+        Resuming with a different mode or start turn is a conflict, not a silent mix; so
+        is giving the same samples a role of another kind (an exploratory role gives way
+        to a typed one; a role of the same kind is updated)."""
+        role = role or ExploratoryRole()
+        role_json = ROLE_ADAPTER.dump_json(role).decode()
         existing = self.experiment(experiment_id)
         if existing is not None:
             if (existing.mode, existing.start_turn, existing.variant_id) != (mode, start_turn, variant_id):
                 raise LedgerError(f"experiment {experiment_id} exists with a different mode, start turn or variant")
+            old = existing.role
+            if old != role and not isinstance(role, ExploratoryRole):
+                if old.kind != role.kind and not isinstance(old, ExploratoryRole):
+                    raise LedgerError(
+                        f"experiment {experiment_id} ({existing.label}) is a {old.kind} arm; the same samples cannot "
+                        f"also be a {role.kind} arm (give the new experiment another seed)"
+                    )
+                with self._tx() as db:
+                    db.execute("UPDATE experiments SET role = ? WHERE id = ?", (role_json, experiment_id))
             if n_target > existing.n_target or existing.status != "running":
                 with self._tx() as db:
                     db.execute(
@@ -282,8 +323,8 @@ class Ledger:
             return updated
         with self._tx() as db:
             db.execute(
-                "INSERT INTO experiments(id, incident_id, variant_id, label, mode, start_turn, n_target, spec, created)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO experiments(id, incident_id, variant_id, label, mode, start_turn, n_target, spec, created,"
+                " role) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     experiment_id,
                     incident_id,
@@ -294,6 +335,7 @@ class Ledger:
                     n_target,
                     json.dumps(spec),
                     time.time(),
+                    role_json,
                 ),
             )
         row = self.experiment(experiment_id)
@@ -309,7 +351,7 @@ class Ledger:
 
     def experiment(self, experiment_id: str) -> ExperimentRow | None:
         row = self._one(
-            "SELECT id, incident_id, variant_id, label, mode, start_turn, n_target, spec, status, stop_reason"
+            "SELECT id, incident_id, variant_id, label, mode, start_turn, n_target, spec, status, stop_reason, role"
             " FROM experiments WHERE id = ?",
             (experiment_id,),
         )
@@ -317,7 +359,7 @@ class Ledger:
 
     def experiments(self, incident_id: str | None = None) -> list[ExperimentRow]:
         sql = (
-            "SELECT id, incident_id, variant_id, label, mode, start_turn, n_target, spec, status, stop_reason"
+            "SELECT id, incident_id, variant_id, label, mode, start_turn, n_target, spec, status, stop_reason, role"
             " FROM experiments"
         )
         args: tuple[Any, ...] = ()
@@ -477,4 +519,5 @@ def _experiment(row: Any) -> ExperimentRow:
         spec=json.loads(row[7]),
         status=row[8],
         stop_reason=row[9],
+        role=ROLE_ADAPTER.validate_json(row[10]) if row[10] else legacy_role(row[3], row[4]),
     )

@@ -37,6 +37,7 @@ from sandboxes.registry import remove_snapshot
 from tools.detectors import DetectionResult, detect
 from tools.edit import Variant
 from tools.errors import ForensicsError
+from tools.experiments import ExperimentRole, ExploratoryRole
 from tools.incident import CompositeDetector, DetectorSpec, Incident, LLMDetector, RegexDetector
 from tools.ledger import Ledger
 from tools.models.base import ModelClient
@@ -73,11 +74,14 @@ class SequentialRule(BaseModel):
 
 class ExperimentSpec(BaseModel):
     """What to run. The id is a hash of everything that defines the samples (not `n`,
-    `label` or `sequential`), so rerunning the same spec resumes the same experiment."""
+    `label`, `role` or `sequential`), so rerunning the same spec resumes the same
+    experiment. `role` says what the samples are for (`tools.experiments`); `label` is
+    free text for people."""
 
     model_config = ConfigDict(extra="forbid")
 
     label: str
+    role: ExperimentRole = Field(default_factory=ExploratoryRole)
     variant: Variant = Field(default_factory=Variant)
     start_turn: int | None = None
     mode: Mode = "next_turn"
@@ -123,6 +127,7 @@ class ExperimentResult(BaseModel):
 
     id: str
     label: str
+    role: ExperimentRole = Field(default_factory=ExploratoryRole)
     mode: Mode
     variant_id: str
     start_turn: int
@@ -221,6 +226,7 @@ class _Arm:
             start_turn=self.start_turn,
             n_target=spec.n,
             spec=spec.model_dump(mode="json", exclude={"sequential"}),
+            role=spec.role,
         )
         self._snapshot: SnapshotRef | None = None
         self._world: World | None = None
@@ -321,6 +327,7 @@ class _Arm:
         return ExperimentResult(
             id=self.id,
             label=self.spec.label,
+            role=row.role,
             mode=self.spec.mode,
             variant_id=self.spec.variant.id,
             start_turn=self.start_turn,

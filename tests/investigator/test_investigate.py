@@ -42,8 +42,9 @@ async def test_protocol_planner_finds_the_truth(tmp_path: Path, organism: str) -
     report = result.report
     assert (report.verdict, report.motivation) == _truth(organism)
     assert report.uncited() == []
-    labels = {e.label for e in report.experiments}
-    assert {"baseline", "intervention:oversight_warning", "probe:follow_up", "rollout:less_work"} <= labels
+    roles = {(e.role.kind, getattr(e.role, "tag", None) or getattr(e.role, "test", None)) for e in report.experiments}
+    assert {("baseline", None), ("intervention", "oversight_warning"), ("probe", "follow_up")} <= roles
+    assert ("rollout", "less_work") in roles
     assert {p.name for p in tmp_path.iterdir()} >= {
         "report.json",
         "report.md",

@@ -497,6 +497,7 @@ def test_structural_grade_of_a_report_built_from_a_ledger(tmp_path: Path) -> Non
                 start_turn=5,
                 n_target=arm.n,
                 spec={},
+                role=arm.role,
             )
             for i in range(arm.n):
                 ledger.record_output(arm.id, i, i, [], {})

@@ -27,13 +27,13 @@ from investigator.render import (
     REPORT_JSON,
     REPORT_MD,
     arm_role,
+    dose_of,
     dose_series,
     forest_groups,
     importance_results,
     md_cell,
     md_fence,
     md_text,
-    parse_dose_label,
     render_html,
     render_markdown,
     write_report,
@@ -46,6 +46,16 @@ from investigator.report import (
     Judgement,
     Quote,
     experiments_from_ledger,
+)
+from tools.experiments import (
+    BaselineRole,
+    ControlRole,
+    DoseRole,
+    ExperimentRole,
+    ExploratoryRole,
+    ProbeRole,
+    RolloutRole,
+    legacy_role,
 )
 from tools.importance import SentenceArm, SentenceImportance, SentenceScore
 from tools.ledger import Ledger
@@ -141,6 +151,7 @@ def _diligent_output(seed: int) -> list[dict[str, Any]]:
 
 
 def _fill(ledger: Ledger, experiment_id: str, label: str, mode: str, start: int, k: int, n: int, desc: str) -> None:
+    """An arm in the ledger; its role is the one its (old-style) label stands for."""
     variant = "var-" + experiment_id.removeprefix("exp-")
     ledger.put_variant(variant, INCIDENT, parent=None, description=desc, edits=[], diff="")
     ledger.open_experiment(
@@ -152,6 +163,7 @@ def _fill(ledger: Ledger, experiment_id: str, label: str, mode: str, start: int,
         start_turn=start,
         n_target=n,
         spec={"n": n},
+        role=legacy_role(label, mode),
     )
     for i in range(n):
         seed = 1000 + i
@@ -294,7 +306,7 @@ def test_writes_the_three_files_and_nothing_else(
     leftovers = {p.name for p in run_dir.iterdir()} - {REPORT_JSON, REPORT_MD, REPORT_HTML}
     assert all(name.startswith("case.sqlite") for name in leftovers), leftovers  # no temporary files left
     text = written["json"].read_text(encoding="utf-8")
-    assert text.startswith('{\n  "schema_version": "1.0",')  # indented
+    assert text.startswith('{\n  "schema_version": "1.1",')  # indented
     assert ForensicsReport.model_validate_json(text) == report
 
 
@@ -511,12 +523,21 @@ def test_full_sentence_importance_result_is_plotted(tmp_path: Path) -> None:
 
 
 def _entry(
-    label: str, k: int, n: int, *, mode: str = "next_turn", turn: int = 5, arm_id: str | None = None
+    label: str,
+    k: int,
+    n: int,
+    *,
+    mode: str = "next_turn",
+    turn: int = 5,
+    arm_id: str | None = None,
+    role: ExperimentRole | None = None,
 ) -> ExperimentEntry:
+    """A report row; without `role`, the one its old-style label stands for (as a 1.0 report is read)."""
     rate = Rate(k, n)
     return ExperimentEntry(
         id=arm_id or f"exp-{label}",
         label=label,
+        role=role or legacy_role(label, mode),
         mode=mode,
         variant_id="v",
         variant_description="",
@@ -528,7 +549,28 @@ def _entry(
     )
 
 
-def test_arm_roles_follow_the_label_conventions() -> None:
+def test_arm_roles_come_from_the_typed_role_not_the_label() -> None:
+    assert arm_role(_entry("baseline", 1, 10, role=ExploratoryRole())) == "intervention"
+    assert arm_role(_entry("the unedited turn", 1, 10, role=BaselineRole())) == "baseline"
+    assert arm_role(_entry("rerun", 1, 10, mode="rollout", role=RolloutRole(tag=None))) == "baseline"
+    assert arm_role(_entry("rerun", 1, 10, mode="rollout", role=RolloutRole(tag="less_work"))) == "intervention"
+    assert arm_role(_entry("same size", 1, 10, role=ControlRole(polarity="negative"))) == "control"
+    assert arm_role(_entry("q", 1, 10, mode="probe", role=ProbeRole(test="follow_up"))) == "probe"
+    dose = _entry("ten errors", 0, 10, role=DoseRole(knob="n_type_errors", level=10))
+    assert arm_role(dose) == "dose" and dose_of(dose) == ("n_type_errors", 10.0)
+
+
+def test_the_baseline_is_the_level_of_a_series_at_the_original_value() -> None:
+    arms = [
+        _entry("a", 0, 100, arm_id="a", role=DoseRole(knob="errors", level=10, original=258)),
+        _entry("b", 8, 100, arm_id="b", role=DoseRole(knob="errors", level=120, original=258)),
+        _entry("the unedited turn", 23, 175, arm_id="base", role=BaselineRole()),
+    ]
+    (series,) = dose_series(arms)
+    assert [(lv.dose, lv.experiment_ids) for lv in series.levels] == [(10, ("a",)), (120, ("b",)), (258, ("base",))]
+
+
+def test_reports_from_before_roles_read_the_label_conventions() -> None:
     roles = {
         "baseline": "baseline",
         "control:paraphrase": "control",
@@ -546,8 +588,8 @@ def test_arm_roles_follow_the_label_conventions() -> None:
     }
     assert {label: arm_role(_entry(label, 1, 10)) for label in roles} == roles
     assert arm_role(_entry("baseline", 1, 10, mode="probe")) == "probe"
-    assert parse_dose_label("dose:flip_probability=5e-2") == ("flip_probability", 0.05)
-    assert parse_dose_label("dose:=3") is None and parse_dose_label("dose:x=1=2") is None
+    assert dose_of(_entry("dose:flip_probability=5e-2", 1, 10)) == ("flip_probability", 0.05)
+    assert dose_of(_entry("dose:=3", 1, 10)) is None and dose_of(_entry("dose:x=1=2", 1, 10)) is None
 
 
 def test_dose_series_pool_levels_group_by_knob_and_need_two_doses() -> None:
