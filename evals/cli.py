@@ -16,11 +16,29 @@ from rich.text import Text
 
 from tools.edit import load_edits
 
+ScenariosOpt = Annotated[
+    list[Path] | None,
+    typer.Option(
+        "--scenarios",
+        help="Extra directory of scenarios (<dir>/<id>/scenario.yaml), searched before the shipped ones; repeatable."
+        " Also read from FORENSICS_SCENARIOS.",
+    ),
+]
+
+
+def use_scenario_dirs(dirs: list[Path] | None) -> None:
+    """Put ``--scenarios`` directories on the search path (inherited by worker processes)."""
+    from evals.paths import add_scenario_dir
+
+    for directory in dirs or []:
+        add_scenario_dir(directory)
+
 
 def register(app: typer.Typer) -> None:
     """Add the evals commands to the main app."""
     app.command("simulate")(simulate_command)
     app.command("organisms")(organisms_command)
+    app.command("scenarios")(scenarios_command)
     app.command("demo")(demo_command)
 
 
@@ -29,9 +47,16 @@ def demo_command(
     out: Annotated[Path, typer.Option("--out", help="Run directory.")] = Path("runs/demo"),
     backend: Annotated[str | None, typer.Option(help="docker (default, local fallback) or local.")] = None,
     n: Annotated[int, typer.Option(help="Samples per arm.")] = 200,
+    organisms: Annotated[Path | None, typer.Option("--organisms", help="Extra directory of organism specs.")] = None,
+    scenarios: ScenariosOpt = None,
 ) -> None:
     """A monitor catches an organism in its scenario; the protocol planner investigates it."""
     from evals.demo import run_demo
+    from tools.organisms.registry import add_organism_dir
+
+    use_scenario_dirs(scenarios)
+    if organisms is not None:
+        add_organism_dir(organisms)
 
     run_demo(Console(), organism=organism, out=out, backend=backend, n=n)
 
@@ -50,10 +75,13 @@ def simulate_command(
     backend: Annotated[str | None, typer.Option(help="docker (default, falls back to local) or local.")] = None,
     seed: Annotated[int, typer.Option(help="Seed of the first sample.")] = 0,
     organisms: Annotated[Path | None, typer.Option("--organisms", help="Extra directory of organism specs.")] = None,
+    scenarios: ScenariosOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print only the JSON summary.")] = False,
 ) -> None:
     """Run an organism in its scenario and print the rate with its Wilson interval."""
     from evals.simulate import simulate
+
+    use_scenario_dirs(scenarios)
 
     if mode not in {"rollout", "next_turn"}:
         raise typer.BadParameter("--mode must be rollout or next_turn")
@@ -119,4 +147,17 @@ def organisms_command(
     for spec in sorted(list_organisms([organisms] if organisms else []), key=lambda s: (s.scenario, s.id)):
         baseline = f"{spec.baseline_rate:.1%}" if spec.baseline_rate is not None else ""
         table.add_row(spec.id, spec.scenario, spec.pair or "", spec.truth.verdict, spec.truth.motivation, baseline)
+    Console().print(table)
+
+
+def scenarios_command(scenarios: ScenariosOpt = None) -> None:
+    """List the scenarios on the search path and where each comes from."""
+    from evals.scenario import list_scenarios
+
+    use_scenario_dirs(scenarios)
+    table = Table()
+    for column in ("scenario", "title", "knobs", "origin"):
+        table.add_column(column)
+    for scenario in list_scenarios():
+        table.add_row(scenario.id, scenario.title, ", ".join(sorted(scenario.knobs)), scenario.origin)
     Console().print(table)

@@ -10,7 +10,8 @@ not just the prompt). Prompts are Jinja2 templates over the knob values.
 from __future__ import annotations
 
 import importlib.util
-from collections.abc import Callable, Mapping
+import re
+from collections.abc import Callable, Mapping, Sequence
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,7 @@ import jinja2
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from evals.paths import scenarios_dir
+from evals.paths import scenario_dirs, scenarios_dir
 from sandboxes.base import SandboxSpec
 from tools.errors import ForensicsError
 from tools.formats.base import json_path
@@ -84,6 +85,20 @@ class Scenario(BaseModel):
     investigation: InvestigationHints = Field(default_factory=InvestigationHints)
     """Optional hints for the protocol planner (ignored by ``--blind``); see tools.hints."""
     directory: Path | None = None
+
+    @property
+    def shipped(self) -> bool:
+        """Whether this scenario is one shipped with the package (``evals/scenarios``),
+        rather than loaded from an extra directory (``--scenarios`` / FORENSICS_SCENARIOS,
+        or a file path). Only shipped scenarios are the project's own code and data."""
+        if self.directory is None:
+            return False
+        return self.directory.resolve().parent == scenarios_dir().resolve()
+
+    @property
+    def origin(self) -> str:
+        """Where the scenario came from: ``shipped`` or the folder it was loaded from."""
+        return "shipped" if self.shipped else str(self.directory)
 
     # ------------------------------------------------------------------ knobs
     def resolve_knobs(self, overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
@@ -208,13 +223,47 @@ def load_scenario_file(path: str | Path) -> Scenario:
         raise ScenarioError(f"{p}: field `{json_path(loc)}`: {msg}") from None
 
 
-def scenario_ids() -> list[str]:
-    return sorted(p.parent.name for p in scenarios_dir().glob("*/scenario.yaml"))
+SCENARIO_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 
 
-def load_scenario(scenario_id: str) -> Scenario:
-    """The shipped scenario with this id."""
-    path = scenarios_dir() / scenario_id / "scenario.yaml"
-    if not path.is_file():
-        raise ScenarioError(f"no scenario {scenario_id!r}; available: {', '.join(scenario_ids()) or 'none'}")
-    return load_scenario_file(path)
+def _checked_id(scenario_id: str) -> str:
+    """Scenario ids come from incident files (untrusted): a folder name, never a path."""
+    if not isinstance(scenario_id, str) or not SCENARIO_ID.match(scenario_id) or ".." in scenario_id:
+        raise ScenarioError(
+            f"invalid scenario id {scenario_id!r}: letters, digits, '.', '_' and '-' only (a folder name, not a path)"
+        )
+    return scenario_id
+
+
+def scenario_ids(extra: Sequence[str | Path] = ()) -> list[str]:
+    """Every scenario id on the search path (see `evals.paths`)."""
+    found: set[str] = set()
+    for directory in scenario_dirs(extra):
+        found.update(p.parent.name for p in directory.glob("*/scenario.yaml") if SCENARIO_ID.match(p.parent.name))
+    return sorted(found)
+
+
+def find_scenario_file(scenario_id: str, extra: Sequence[str | Path] = ()) -> Path:
+    """The ``scenario.yaml`` of `scenario_id`: the first directory of the search path
+    that has it."""
+    _checked_id(scenario_id)
+    dirs = scenario_dirs(extra)
+    for directory in dirs:
+        path = directory / scenario_id / "scenario.yaml"
+        if path.is_file():
+            return path
+    raise ScenarioError(
+        f"no scenario {scenario_id!r} in {', '.join(map(str, dirs))}; available: "
+        f"{', '.join(scenario_ids(extra)) or 'none'} (add a folder with --scenarios DIR or FORENSICS_SCENARIOS)"
+    )
+
+
+def load_scenario(scenario_id: str, extra: Sequence[str | Path] = ()) -> Scenario:
+    """The scenario with this id, from the search path (extra directories first, the
+    shipped scenarios last; `Scenario.shipped` says which it was)."""
+    return load_scenario_file(find_scenario_file(scenario_id, extra))
+
+
+def list_scenarios(extra: Sequence[str | Path] = ()) -> list[Scenario]:
+    """Every scenario on the search path, each id once (the first directory wins)."""
+    return [load_scenario(scenario_id, extra) for scenario_id in scenario_ids(extra)]

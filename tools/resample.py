@@ -41,7 +41,7 @@ from tools.experiments import ExperimentRole, ExploratoryRole
 from tools.incident import CompositeDetector, DetectorSpec, Incident, LLMDetector, RegexDetector
 from tools.ledger import Ledger
 from tools.models.base import ModelClient
-from tools.replay import replay_and_snapshot
+from tools.replay import replay, replay_and_snapshot
 from tools.rollout import rollout
 from tools.stats import Rate, RateThresholdTest, TwoArmTest
 from tools.transcript import ContentBlock, Message, TextBlock, ThinkingBlock, Transcript
@@ -255,6 +255,20 @@ class _Arm:
             raise
         return episode.transcript.messages[len(self.prefix.messages) :], sandbox
 
+    async def _rebuild(self, output: list[Message]) -> Sandbox:
+        """The world a stored rollout sample ended in, rebuilt by re-executing the sample's
+        own recorded tool calls from the start-turn snapshot: judging a sample that was
+        taken before a crash costs no subject call (the ledger already paid for it)."""
+        assert self._world is not None and self._snapshot is not None
+        sandbox = await self._world.start(from_snapshot=self._snapshot)
+        episode = self.prefix.model_copy(update={"messages": list(output)})
+        try:
+            await replay(episode, sandbox, upto_turn=len(episode.turns()), mapping=self._world.mapping)
+        except BaseException:
+            await sandbox.close()
+            raise
+        return sandbox
+
     async def _judge(self, output: list[Message], sandbox: Sandbox | None) -> DetectionResult:
         judged = self.prefix.model_copy(update={"messages": [*self.prefix.messages, *output]})
         start_turn = len(self.prefix.turns())
@@ -303,7 +317,7 @@ class _Arm:
                     output = [Message.model_validate(m) for m in row.output]
                     sandbox: Sandbox | None = None
                     if self.spec.mode == "rollout":
-                        output, sandbox = await self._sample_output(seed)  # the world is gone: rerun it
+                        sandbox = await self._rebuild(output)  # the world is gone: replay it, no model call
                 else:
                     output, sandbox = await self._sample_output(seed)
                     usage = _usage(output)

@@ -61,6 +61,19 @@ def _failure(spec: JobSpec, kind: Any, message: str) -> JobOutcome:
     )
 
 
+async def _exited(proc: asyncio.subprocess.Process, timeout: float | None) -> bool:
+    """Wait for `proc` to exit, at most `timeout` seconds (None: no limit). Unlike
+    ``asyncio.wait_for`` on Python 3.11, a cancellation is never swallowed when the
+    process exits at the same moment."""
+    waiter = asyncio.ensure_future(proc.wait())
+    try:
+        done, _ = await asyncio.wait({waiter}, timeout=timeout)
+    finally:
+        if not waiter.done():
+            waiter.cancel()
+    return bool(done)
+
+
 class Backend(ABC):
     """Runs one job's attempts to an outcome."""
 
@@ -129,9 +142,7 @@ class LocalBackend(Backend):
             return
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            await asyncio.wait_for(proc.wait(), self.kill_grace_s)
-        except TimeoutError:
+        if not await _exited(proc, self.kill_grace_s):
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGKILL)
             await proc.wait()
@@ -144,14 +155,9 @@ class LocalBackend(Backend):
             proc = await self._spawn(spec)
             self._procs[spec.id] = proc
             try:
-                if spec.timeout_s is not None:
-                    try:
-                        await asyncio.wait_for(proc.wait(), spec.timeout_s)
-                    except TimeoutError:
-                        await self._kill(proc)
-                        return _failure(spec, "timeout", f"timed out after {spec.timeout_s:g} s")
-                else:
-                    await proc.wait()
+                if not await _exited(proc, spec.timeout_s):
+                    await self._kill(proc)
+                    return _failure(spec, "timeout", f"timed out after {spec.timeout_s:g} s")
             except asyncio.CancelledError:
                 await self._kill(proc)
                 raise
@@ -271,13 +277,15 @@ class RayBackend(Backend):
         try:
             future = asyncio.wrap_future(ref.future())
             try:
-                result = await (asyncio.wait_for(future, spec.timeout_s) if spec.timeout_s else future)
-            except TimeoutError:
-                ray.cancel(ref, force=True)
-                return _failure(spec, "timeout", f"timed out after {spec.timeout_s:g} s")
+                done, _ = await asyncio.wait({future}, timeout=spec.timeout_s)
             except asyncio.CancelledError:
                 ray.cancel(ref, force=True)
                 raise
+            if not done:
+                ray.cancel(ref, force=True)
+                return _failure(spec, "timeout", f"timed out after {spec.timeout_s:g} s")
+            try:
+                result = future.result()
             except ray.exceptions.TaskCancelledError:
                 return _failure(spec, "cancelled", "cancelled while running")
             except ray.exceptions.RayError as exc:

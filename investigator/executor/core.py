@@ -84,6 +84,7 @@ class Executor:
         self._poller: asyncio.Task[None] | None = None
         self._lock_handle: IO[str] | None = None
         self._idle: asyncio.Event | None = None
+        self._stopping = False
 
     # ------------------------------------------------------------------ queries
     def status(self, job_id: str) -> JobRecord:
@@ -173,6 +174,7 @@ class Executor:
         if self.started:
             return
         self._take_lock()
+        self._stopping = False
         self._sem = asyncio.Semaphore(self.workers)
         self._idle = asyncio.Event()
         for record in self.db.jobs(states=[JobState.running]):
@@ -189,10 +191,11 @@ class Executor:
     async def stop(self) -> None:
         """Stop dispatching; attempts still running are stopped and stay `running` in
         the database, to be resumed by the next executor that starts on it."""
+        self._stopping = True
         if self._poller is not None:
-            self._poller.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._poller
+            while not self._poller.done():
+                self._poller.cancel()
+                await asyncio.wait({self._poller}, timeout=1.0)
             self._poller = None
         pending = [t for t in self._tasks.values() if not t.done()]
         for task in pending:
@@ -319,7 +322,7 @@ class Executor:
         return record
 
     async def _poll_loop(self) -> None:
-        while True:
+        while not self._stopping:
             await asyncio.sleep(self.poll_interval)
             try:
                 self._poll_once()

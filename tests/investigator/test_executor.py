@@ -79,7 +79,7 @@ def test_a_newer_batch_schema_is_refused(tmp_path: Path) -> None:
 
 
 async def test_local_batch_isolates_a_bad_incident_calls_the_hook_and_does_not_redo_done_jobs(
-    tmp_path: Path, organism_incidents: dict[str, Path]
+    tmp_path: Path, organism_incidents: dict[str, Path], keyword_organisms: None
 ) -> None:
     bad = tmp_path / "bad.yaml"
     bad.write_text("transcript: missing.json\nflag: {turn: 0}\n", encoding="utf-8")
@@ -120,7 +120,7 @@ async def test_local_batch_isolates_a_bad_incident_calls_the_hook_and_does_not_r
 
 
 async def test_a_killed_worker_is_retried_and_resumes_paying_for_nothing_twice(
-    tmp_path: Path, organism_incidents: dict[str, Path]
+    tmp_path: Path, organism_incidents: dict[str, Path], keyword_organisms: None
 ) -> None:
     """SIGKILL the worker's whole process group in the middle of the sandbox rollouts;
     the executor starts it again, it resumes from its checkpoint, and every subject
@@ -180,7 +180,7 @@ def _rollout_samples(ledger: Path) -> int:
 
 
 async def test_budget_holds_new_jobs_and_cancel_stops_running_and_pending_ones(
-    tmp_path: Path, organism_incidents: dict[str, Path]
+    tmp_path: Path, organism_incidents: dict[str, Path], keyword_organisms: None
 ) -> None:
     # Price the organism's (word-counted) tokens so the batch has a bill to stop on.
     pricing = Pricing(input=10.0, output=10.0)
