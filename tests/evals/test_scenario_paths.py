@@ -48,7 +48,7 @@ def test_an_extra_directory_is_searched_before_the_shipped_scenarios(
     suite: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     scenarios, _ = suite
-    with pytest.raises(ScenarioError, match="no scenario 'suite-shutdown'.*--scenarios DIR"):
+    with pytest.raises(ScenarioError, match=r"no scenario 'suite-shutdown'.*--scenarios DIR"):
         load_scenario("suite-shutdown")
     monkeypatch.setenv(paths.SCENARIOS_ENV, str(scenarios))
     loaded = load_scenario("suite-shutdown")
