@@ -283,10 +283,15 @@ class BatchDB:
         with self._tx() as db:
             row = db.execute("SELECT started FROM jobs WHERE id = ?", (job_id,)).fetchone()
             started = row[0] if row and row[0] is not None else None
+            # A finished investigation's report is the account of its spend; for any other
+            # end, keep the highest count seen (a dead worker reports nothing).
+            counter = "?" if outcome.ok else "MAX({0}, ?)"
+            counters = ", ".join(
+                f"{name} = {counter.format(name)}" for name in ("tool_calls", "samples", "tokens", "dollars")
+            )
             db.execute(
                 "UPDATE jobs SET state = ?, attempts = MAX(attempts, ?), error = ?, error_kind = ?, note = NULL,"
-                " finished = ?, wall_seconds = ?, tool_calls = MAX(tool_calls, ?), samples = MAX(samples, ?),"
-                " tokens = MAX(tokens, ?), dollars = MAX(dollars, ?), verdict = ?, motivation = ?, confidence = ?,"
+                f" finished = ?, wall_seconds = ?, {counters}, verdict = ?, motivation = ?, confidence = ?,"
                 " report_path = ?, worker = COALESCE(?, worker), updated = ? WHERE id = ?",
                 (
                     state.value,
