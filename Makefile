@@ -20,7 +20,7 @@ $(VENV)/.stamp-demo: pyproject.toml | $(BIN)/python
 	touch $@
 
 $(VENV)/.stamp-test: pyproject.toml $(VENV)/.stamp-demo
-	$(BIN)/python -m pip install --quiet -e '.[dev,inspect,embed,local]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,inspect,embed,local,ray]'
 	touch $@
 
 install-demo: $(VENV)/.stamp-demo
