@@ -40,6 +40,7 @@ lint: $(VENV)/.stamp-test
 bench: $(VENV)/.stamp-test
 	$(BIN)/python -m benchmarks.sandbox_throughput
 	$(BIN)/python -m benchmarks.sequential
+	$(BIN)/python -m benchmarks.batch
 
 fmt: $(VENV)/.stamp-test
 	$(BIN)/ruff format .
