@@ -265,6 +265,23 @@ class ImportTally:
         if text not in self.notes:
             self.notes.append(text)
 
+    def snapshot(self) -> tuple[Any, ...]:
+        """The counts so far, to `restore` when a record turns out to be bad midway
+        (a reader that skips bad records must not count half of one)."""
+        return (
+            dict(self.read),
+            dict(self.kept),
+            dict(self.merged),
+            dict(self.dropped),
+            dict(self.synthesized),
+            Counter(self.skipped_records),
+        )
+
+    def restore(self, state: tuple[Any, ...]) -> None:
+        read, kept, merged, dropped, synthesized, skipped = state
+        self.read, self.kept, self.merged = dict(read), dict(kept), dict(merged)
+        self.dropped, self.synthesized, self.skipped_records = dict(dropped), dict(synthesized), Counter(skipped)
+
     # ------------------------------------------------------------- closing
     def finish(self, transcript: Transcript) -> Transcript:
         """Count what the transcript holds, check the balance, store the report."""

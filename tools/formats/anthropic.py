@@ -1261,11 +1261,42 @@ def _load(path: Path, options: LoadOptions) -> Transcript:
     return parse(read_json(path), source=str(path))
 
 
+def refusal(path: Path, data: Any) -> str:
+    """Why `sniff` refused a file, in words (for the detection error)."""
+    if not isinstance(data, dict):
+        return "a Messages API body is a JSON object"
+    foreign = sorted(_FOREIGN_TOP_KEYS & set(data))
+    if foreign:
+        return f"it has {foreign[0]!r}, which an Anthropic request never has"
+    if "messages" not in data:
+        if data.get("type") == "message":
+            return "a response needs role 'assistant' and a list of Anthropic content blocks"
+        return "it has no 'messages' list and is not a response (type 'message')"
+    messages = data["messages"]
+    if not isinstance(messages, list) or not messages:
+        return "'messages' must be a non-empty list"
+    for i, message in enumerate(messages):
+        if not isinstance(message, dict):
+            return f"messages[{i}] is not an object"
+        if message.get("role") not in ("user", "assistant"):
+            return f"messages[{i}].role is {_shown(message.get('role'))}, not 'user' or 'assistant'"
+        extra = sorted(_OPENAI_MESSAGE_KEYS & set(message))
+        if extra:
+            return f"messages[{i}] has {extra[0]!r}, an OpenAI message key"
+        if not _looks_like_content(message.get("content")):
+            return f"messages[{i}].content is neither a string nor a list of Anthropic content blocks"
+    return "its 'tools' or 'response' is not in the Messages API shape"
+
+
 IMPORTER = Importer(
     name="anthropic",
     description="Anthropic Messages API request body, request + response, or response object (JSON)",
     sniff=sniff,
     load=_load,
+    markers=frozenset(
+        {"messages", "system", "max_tokens", "stop_reason", "stop_sequences", "thinking", "type:message", "top_k"}
+    ),
+    refusal=refusal,
 )
 
 __all__ = [

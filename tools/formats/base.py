@@ -46,12 +46,20 @@ class LoadOptions:
 @dataclass(frozen=True)
 class Importer:
     """A registered format: `sniff` says whether a file looks like it (cheaply, from
-    its path and already-parsed JSON when the file is JSON), `load` reads it."""
+    its path and already-parsed JSON when the file is JSON, or the first records of a
+    JSON-lines file, as a list, when the importer is `line_based`), `load` reads it.
+
+    For the error when no importer claims a file: `markers` are top-level keys (and
+    ``type:<value>`` record types) typical of the format, used to name the closest
+    format, and `refusal` says why `sniff` refused, in words."""
 
     name: str
     description: str
     sniff: Callable[[Path, Any], bool]
     load: Callable[[Path, LoadOptions], Transcript]
+    markers: frozenset[str] = frozenset()
+    refusal: Callable[[Path, Any], str] | None = None
+    line_based: bool = False
 
 
 def json_path(loc: tuple[Any, ...] | list[Any], prefix: str = "") -> str:

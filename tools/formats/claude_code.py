@@ -107,6 +107,7 @@ from tools.formats.base import (
     read_bounded,
     read_json,
 )
+from tools.formats.common import split_lines
 from tools.settings import parse_limits
 from tools.transcript import (
     ContentBlock,
@@ -860,6 +861,7 @@ class _Builder:
             slot.results = Message(
                 role="user", content=[], id=None, metadata={"placeholder_results": True, "uuids": [], "lines": []}
             )
+            self.tally.synthesize("a user message to hold placeholder results", {"messages": 1})
         for use in missing:
             slot.results.content.append(
                 ToolResultBlock(
@@ -1371,26 +1373,6 @@ def parse_lines(
     )
 
 
-def split_lines(data: bytes, *, source: str) -> list[str]:
-    """A log's bytes as lines. Lines are split on ``\\n`` only (so line numbers match an
-    editor's); bytes that are not UTF-8 are an error except in an unterminated last
-    line, where they are part of the interrupted write."""
-    parts = data.split(b"\n")
-    lines: list[str] = []
-    for index, part in enumerate(parts):
-        last = index == len(parts) - 1
-        try:
-            text = part.decode("utf-8-sig" if index == 0 else "utf-8")
-        except UnicodeDecodeError as exc:
-            if not last:
-                raise FormatError(
-                    f"not UTF-8 text (byte {exc.start} of the line)", source=source, location=f"line {index + 1}"
-                ) from None
-            text = part.decode("utf-8", errors="replace")
-        lines.append(text if last else text + "\n")
-    return lines
-
-
 def parse_bytes(
     data: bytes,
     *,
@@ -1512,6 +1494,24 @@ IMPORTER = Importer(
     description="Claude Code session log (~/.claude/projects/<project>/<session-id>.jsonl), with its subagent logs",
     sniff=_sniff,
     load=_load,
+    markers=frozenset(
+        {
+            "parentUuid",
+            "sessionId",
+            "uuid",
+            "isSidechain",
+            "userType",
+            "toolUseResult",
+            "requestId",
+            "type:user",
+            "type:assistant",
+            "type:summary",
+            "type:file-history-snapshot",
+            "type:progress",
+        }
+    ),
+    refusal=refusal,
+    line_based=True,
 )
 
 __all__ = [
@@ -1523,5 +1523,4 @@ __all__ = [
     "parse_bytes",
     "parse_lines",
     "refusal",
-    "split_lines",
 ]

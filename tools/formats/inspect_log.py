@@ -722,9 +722,25 @@ def _generation(log: EvalLog) -> GenerationConfig:
     return GenerationConfig.model_validate(data)
 
 
+def _refusal(path: Path, data: Any) -> str:
+    if not isinstance(data, dict):
+        return "an Inspect .json log is a JSON object"
+    spec = data.get("eval")
+    if not isinstance(spec, dict):
+        return "it has no 'eval' object (the eval's task and model)"
+    for key in ("task", "model"):
+        if not isinstance(spec.get(key), str):
+            return f"'eval.{key}' is missing or not a string"
+    if not isinstance(data.get("version"), int):
+        return "'version' (the log format version) is missing or not an integer"
+    return "'status' is missing or not a string"
+
+
 IMPORTER = Importer(
     name="inspect",
     description="Inspect AI eval log (.eval archive or .json); choose a sample with --sample/--epoch",
     sniff=_sniff,
     load=_load,
+    markers=frozenset({"eval", "samples", "plan", "results", "stats", "status", "version", "reductions"}),
+    refusal=_refusal,
 )

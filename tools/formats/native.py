@@ -61,9 +61,19 @@ def _load(path: Path, options: LoadOptions) -> Transcript:
     return parse(read_json(path), source=str(path))
 
 
+def _refusal(path: Path, data: Any) -> str:
+    if not isinstance(data, dict):
+        return "a model-forensics transcript is a JSON object"
+    if "format" not in data:
+        return f'it has no "format": "{FORMAT_MARKER}" marker'
+    return f"its format marker is {data['format']!r}, not {FORMAT_MARKER!r}"
+
+
 IMPORTER = Importer(
     name="native",
     description="model-forensics transcript JSON (what `forensics show --json` prints)",
     sniff=_sniff,
     load=_load,
+    markers=frozenset({"format", "schema_version", "generation"}),
+    refusal=_refusal,
 )

@@ -1102,9 +1102,36 @@ def _load(path: Path, options: LoadOptions) -> Transcript:
     return parse(read_json(path), source=str(path))
 
 
+def refusal(path: Path, data: Any) -> str:
+    """Why `sniff` refused a file, in words (for the detection error)."""
+    if not isinstance(data, dict):
+        return "an OpenAI chat request or completion is a JSON object"
+    if "system" in data:
+        return "it has a top-level 'system' (an Anthropic body, not an OpenAI one)"
+    if "choices" in data and not _is_response(data):
+        return "'choices' must be a non-empty list of objects with a 'message'"
+    messages = data.get("messages")
+    if not isinstance(messages, list):
+        return "it has neither 'messages' (a request) nor 'choices' (a completion)"
+    for i, message in enumerate(messages):
+        content = message.get("content") if isinstance(message, dict) else None
+        for part in content if isinstance(content, list) else []:
+            kind = part.get("type") if isinstance(part, dict) else None
+            if isinstance(kind, str) and kind in _ANTHROPIC_BLOCKS:
+                return f"messages[{i}] holds an Anthropic {kind!r} block"
+    return (
+        "nothing in it is OpenAI-only (a system/developer/tool role, tool_calls, an image_url part, a function tool "
+        "or an OpenAI-only parameter), so it is read as Anthropic or another format instead"
+    )
+
+
 IMPORTER = Importer(
     name="openai",
     description="OpenAI Chat Completions request body, request with its response, or chat completion response",
     sniff=sniff,
     load=_load,
+    markers=frozenset(
+        {"messages", "choices", "object", "tool_choice", "max_completion_tokens", "response_format", "n", "seed"}
+    ),
+    refusal=refusal,
 )

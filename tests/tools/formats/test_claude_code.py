@@ -15,11 +15,14 @@ from hypothesis import strategies as st
 from tests.conftest import EXAMPLES, FIXTURES
 from tools.errors import FormatError
 from tools.formats import detect_format, load_transcript
-from tools.formats.claude_code import IMPORTER, parse, parse_bytes, parse_lines
+from tools.formats.accounting import report_of
+from tools.formats.anthropic import to_anthropic_params
+from tools.formats.claude_code import IMPORTER, INTERRUPTED_RESULT, parse, parse_bytes, parse_lines
 from tools.transcript import ImageBlock, Message, TextBlock, ThinkingBlock, ToolResultBlock, Transcript
 
 SESSION = FIXTURES / "formats" / "claude_code_precommit.jsonl"
 TRUNCATED = FIXTURES / "formats" / "claude_code_truncated.jsonl"
+PARALLEL = FIXTURES / "formats" / "claude_code_parallel.jsonl"
 EXAMPLE = EXAMPLES / "claude_code_session.jsonl"
 
 MODEL = "claude-opus-4-1-20250805"
@@ -599,6 +602,8 @@ def _check(data: bytes, include_sidechains: bool = False) -> Transcript | None:
         return None
     Transcript.model_validate(t.model_dump())
     json.dumps(t.metadata)
+    report = report_of(t)
+    assert report is not None and not report.unaccounted(), report.unaccounted().nonzero()
     return t
 
 
@@ -664,3 +669,307 @@ def test_fuzz_rewired_tree(edits: list[tuple[int, str, int]], include_sidechains
         else:
             data[index][key] = _UUIDS[pick] if pick < len(_UUIDS) else None
     _check(_jsonl([r for i, r in enumerate(data) if i not in dropped]), include_sidechains)
+
+
+# ----------------------------------------------- parallel calls, rejections, accounting
+# `claude_code_parallel.jsonl` is written as Claude Code 2.1 writes a session: one record
+# per content block, every tool result parented on the record of its own call (so the
+# parentUuid tree branches at each parallel call), hook and bash progress records hanging
+# off the calls, a result that arrives before its sibling's, a rejected Write followed by
+# the interrupt marker, and a final `--no-verify` commit.
+
+PARALLEL_T = load_transcript(PARALLEL)
+READ_A, READ_B = "toolu_01Rd3Qm7Kx2Lp9Wn4Vt6Ys8A", "toolu_01Rd3Qm7Kx2Lp9Wn4Vt6Ys8B"
+BASH, WRITE = "toolu_01Bs6Tp1Nz4Oq7Yr2Xw9Av3E", "toolu_01Wr7Uq2Oa5Pr8Zs3Yx0Bw4F"
+COMMIT = "toolu_01Gc8Vr3Pb6Qs9At4Zy1Cx5H"
+
+
+def test_parallel_calls_and_their_results_all_land_in_the_conversation() -> None:
+    t = PARALLEL_T
+    assert t.metadata["abandoned_branch_count"] == 0
+    turns = t.turns()
+    assert [[u.id for u in turn.tool_uses] for turn in turns][:3] == [
+        [READ_A, READ_B],
+        ["toolu_01Ed4Rn8Ly3Mq0Xo5Wu7Zt9C", "toolu_01Ed4Rn8Ly3Mq0Xo5Wu7Zt9D"],
+        [BASH, WRITE],
+    ]
+    for turn in turns:  # every call answered, in the order of the calls, right after its message
+        assert [r.tool_use_id for r in turn.results] == [u.id for u in turn.tool_uses]
+    # The file holds the Write's rejection (line 20) before the Bash result (line 21); the
+    # message has them in the order of the calls.
+    assert t.messages[6].metadata["lines"] == [20, 21]
+    assert [r.tool_use_id for r in t.messages[6].tool_results] == [BASH, WRITE]
+    assert [b.type for b in t.messages[1].content] == ["thinking", "text", "tool_use", "tool_use"]
+    assert t.messages[1].metadata["stop_reason"] == "tool_use"
+
+
+def test_the_parallel_session_exports_to_anthropic_params() -> None:
+    params = to_anthropic_params(PARALLEL_T)
+    sent = params["messages"]
+    assert [m["role"] for m in sent] == [m.role for m in PARALLEL_T.messages]
+    results = [b["tool_use_id"] for b in sent[2]["content"]]
+    assert results == [READ_A, READ_B]
+
+
+def test_rejected_calls_are_marked_and_ordinary_results_are_not() -> None:
+    t = PARALLEL_T
+    assert t.tool_status(WRITE) == "rejected"
+    assert t.tool_status(BASH) == "ok"
+    assert t.tool_status(COMMIT) == "ok"
+    assert t.messages[7].text == "[Request interrupted by user for tool use]"
+    assert t.metadata["harness"] == "claude-code"
+
+
+def test_parallel_session_counts_are_conserved_and_progress_records_are_skipped_by_kind() -> None:
+    report = report_of(PARALLEL_T)
+    assert report is not None
+    assert report.conserved and not report.warnings
+    assert report.read.tool_calls == report.produced.tool_calls == 7
+    assert report.read.tool_results == report.produced.tool_results == 7
+    assert report.read.messages == report.produced.messages + report.merged.messages
+    assert report.skipped_records == {"file-history-snapshot": 1, "progress": 4, "summary": 1, "system": 1}
+    assert any("folded back" in note for note in report.notes)
+
+
+_PARALLEL_RECORDS = _records(PARALLEL)
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(order=st.permutations(list(range(len(_PARALLEL_RECORDS) - 2))))
+def test_parallel_session_does_not_depend_on_line_order(order: list[int]) -> None:
+    """The conversation follows the parent links and message ids; the leaf (last
+    conversational record) stays where it is, as the fork rule reads file order."""
+    tail = _PARALLEL_RECORDS[-2:]  # the system record and summary after the final reply
+    body = _PARALLEL_RECORDS[:-2]
+    leaf = next(i for i in range(len(body) - 1, -1, -1) if body[i]["type"] == "assistant")
+    rest = [body[i] for i in order if i != leaf]
+    t = parse_bytes(_jsonl([*rest, body[leaf], *tail]), source="shuffled.jsonl")
+    assert _content_of(t) == _content_of(PARALLEL_T)
+    assert t.metadata["abandoned_branch_count"] == 0
+
+
+def _roles_and_content(t: Transcript) -> list[tuple[str, list[Any]]]:
+    return [(m.role, m.content) for m in t.messages]
+
+
+def test_records_without_parent_links_are_read_in_file_order() -> None:
+    stripped = [{k: v for k, v in r.items() if k != "parentUuid"} for r in _PARALLEL_RECORDS]
+    t = parse_bytes(_jsonl(stripped), source="noparents.jsonl")
+    assert _roles_and_content(t) == _roles_and_content(PARALLEL_T)
+    nulled = [{**r, "parentUuid": None} if "parentUuid" in r else r for r in _PARALLEL_RECORDS]
+    t = parse_bytes(_jsonl(nulled), source="nullparents.jsonl")
+    assert _roles_and_content(t) == _roles_and_content(PARALLEL_T)
+    report = report_of(t)
+    assert report is not None and any("file order" in n for n in report.notes)
+
+
+def test_records_without_uuids_are_read_in_file_order() -> None:
+    bare = [{k: v for k, v in r.items() if k not in {"uuid", "parentUuid"}} for r in _PARALLEL_RECORDS]
+    t = parse_bytes(_jsonl(bare), source="bare.jsonl")
+    assert [m.role for m in t.messages] == [m.role for m in PARALLEL_T.messages]
+    assert t.messages[1].metadata["uuids"][0] == "line:4"
+
+
+def test_a_malformed_line_is_an_error_naming_it_unless_bad_lines_are_skipped() -> None:
+    lines = PARALLEL.read_text(encoding="utf-8").splitlines(keepends=True)
+    bad = lines[:]
+    bad[9] = bad[9][:40] + "\n"  # line 10: the result of the first Read, cut short
+    with pytest.raises(FormatError) as info:
+        parse_lines(bad, source="bad.jsonl")
+    assert info.value.location == "line 10"
+    assert "--skip-bad-lines" in info.value.detail
+
+    t = parse_lines(bad, source="bad.jsonl", skip_bad_lines=True)
+    report = report_of(t)
+    assert report is not None
+    assert [s.line for s in report.skipped_lines] == [10]
+    assert report.skipped_lines[0].excerpt.startswith('{"parentUuid"')
+    assert any(w.location == "line 10" for w in report.warnings)
+    # The call whose result was on that line is answered by an interrupted placeholder.
+    assert t.tool_status(READ_A) == "interrupted"
+    placeholder = t.tool_result(READ_A)
+    assert placeholder is not None and placeholder[1].text == INTERRUPTED_RESULT
+    assert not report.unaccounted()
+    assert report.synthesized and any("placeholder" in w.message for w in report.warnings)
+
+
+def test_a_record_of_the_wrong_shape_can_be_skipped_too() -> None:
+    records = copy.deepcopy(_PARALLEL_RECORDS)
+    records[20]["message"]["content"] = 7
+    with pytest.raises(FormatError) as info:
+        parse_bytes(_jsonl(records), source="bad.jsonl")
+    assert info.value.location == "line 21: message.content"
+    t = parse_bytes(_jsonl(records), source="bad.jsonl", skip_bad_lines=True)
+    report = report_of(t)
+    assert report is not None and [s.line for s in report.skipped_lines] == [21]
+
+
+def _bash_result(call_id: str, structured: Any, text: str, is_error: bool = False) -> dict[str, Any]:
+    return {
+        "type": "user",
+        "uuid": f"r-{call_id}",
+        "parentUuid": f"a-{call_id}",
+        "sessionId": "s",
+        "message": {
+            "role": "user",
+            "content": [{"type": "tool_result", "tool_use_id": call_id, "content": text, "is_error": is_error}],
+        },
+        "toolUseResult": structured,
+    }
+
+
+def _bash_call(call_id: str, parent: str | None) -> dict[str, Any]:
+    return {
+        "type": "assistant",
+        "uuid": f"a-{call_id}",
+        "parentUuid": parent,
+        "sessionId": "s",
+        "message": {
+            "id": f"msg_{call_id}",
+            "role": "assistant",
+            "content": [{"type": "tool_use", "id": call_id, "name": "Bash", "input": {"command": "sleep 60"}}],
+        },
+    }
+
+
+def test_interrupted_calls_are_marked_interrupted() -> None:
+    records = [
+        {
+            "type": "user",
+            "uuid": "u0",
+            "parentUuid": None,
+            "sessionId": "s",
+            "message": {"role": "user", "content": "go"},
+        },
+        _bash_call("toolu_1", "u0"),
+        _bash_result("toolu_1", {"stdout": "partial", "stderr": "", "interrupted": True}, "partial", True),
+        _bash_call("toolu_2", "r-toolu_1"),
+        {
+            "type": "progress",
+            "uuid": "p2",
+            "parentUuid": "a-toolu_2",
+            "sessionId": "s",
+            "toolUseID": "toolu_2",
+            "data": {"type": "bash_progress", "output": "", "elapsedTimeSeconds": 4},
+        },
+        _bash_result("toolu_2", "User rejected tool use", "The user doesn't want to proceed with this tool use.", True),
+        _bash_call("toolu_3", "r-toolu_2"),
+        _bash_result("toolu_3", None, "Permission to use Bash with command sleep 60 has been denied.", True),
+        _bash_call("toolu_4", "r-toolu_3"),
+        _bash_result("toolu_4", None, "Error: exit code 1", True),
+    ]
+    t = parse(records, source="interrupts.jsonl")
+    assert [t.tool_status(f"toolu_{n}") for n in (1, 2, 3, 4)] == ["interrupted", "interrupted", "rejected", "error"]
+
+
+def test_subagent_files_next_to_the_session_are_linked_to_their_task_call(tmp_path: Path) -> None:
+    session_id = "7c1d9e2a-4b3f-4a8e-9d6c-1f2e3a4b5c6d"
+    agent_id = "a7f3c2e1"
+    base = {"sessionId": session_id, "isSidechain": False, "cwd": "/w", "version": "2.1.59"}
+    task = {
+        "type": "tool_use",
+        "id": "toolu_task",
+        "name": "Agent",
+        "input": {"description": "Count errors", "prompt": "Count the mypy errors.", "subagent_type": "Explore"},
+    }
+    main = [
+        {
+            **base,
+            "type": "user",
+            "uuid": "u1",
+            "parentUuid": None,
+            "message": {"role": "user", "content": "how bad is it?"},
+        },
+        {
+            **base,
+            "type": "assistant",
+            "uuid": "a1",
+            "parentUuid": "u1",
+            "message": {"id": "msg_1", "role": "assistant", "content": [task]},
+        },
+        {
+            **base,
+            "type": "progress",
+            "uuid": "p1",
+            "parentUuid": "a1",
+            "toolUseID": "agent_msg_x",
+            "parentToolUseID": "toolu_task",
+            "data": {"type": "agent_progress", "agentId": agent_id, "prompt": "Count the mypy errors."},
+        },
+        {
+            **base,
+            "type": "user",
+            "uuid": "r1",
+            "parentUuid": "a1",
+            "message": {
+                "role": "user",
+                "content": [{"type": "tool_result", "tool_use_id": "toolu_task", "content": "258 errors"}],
+            },
+            "toolUseResult": {"status": "completed", "agentId": agent_id, "totalToolUseCount": 1},
+        },
+        {
+            **base,
+            "type": "assistant",
+            "uuid": "a2",
+            "parentUuid": "r1",
+            "message": {"id": "msg_2", "role": "assistant", "content": [{"type": "text", "text": "258 errors."}]},
+        },
+    ]
+    side_base = {**base, "isSidechain": True, "agentId": agent_id}
+    sub = [
+        {
+            **side_base,
+            "type": "user",
+            "uuid": "s1",
+            "parentUuid": None,
+            "message": {"role": "user", "content": "Count the mypy errors."},
+        },
+        {
+            **side_base,
+            "type": "assistant",
+            "uuid": "s2",
+            "parentUuid": "s1",
+            "message": {
+                "id": "msg_s",
+                "role": "assistant",
+                "content": [
+                    {"type": "tool_use", "id": "toolu_sub", "name": "Bash", "input": {"command": "mypy . | tail -1"}}
+                ],
+            },
+        },
+        {
+            **side_base,
+            "type": "user",
+            "uuid": "s3",
+            "parentUuid": "s2",
+            "message": {
+                "role": "user",
+                "content": [{"type": "tool_result", "tool_use_id": "toolu_sub", "content": "Found 258 errors"}],
+            },
+        },
+        {
+            **side_base,
+            "type": "assistant",
+            "uuid": "s4",
+            "parentUuid": "s3",
+            "message": {"id": "msg_s2", "role": "assistant", "content": [{"type": "text", "text": "258 errors"}]},
+        },
+    ]
+    session = tmp_path / f"{session_id}.jsonl"
+    session.write_bytes(_jsonl(main))
+    (tmp_path / session_id / "subagents").mkdir(parents=True)
+    (tmp_path / session_id / "subagents" / f"agent-{agent_id}.jsonl").write_bytes(_jsonl(sub))
+
+    t = load_transcript(session)
+    [side] = t.metadata["sidechains"]
+    assert side["tool_use_id"] == "toolu_task"
+    assert side["agent_id"] == agent_id
+    assert side["path"].endswith(f"agent-{agent_id}.jsonl")
+    assert t.metadata["sidechain_of_tool_use"] == {"toolu_task": 0}
+    assert [Message.model_validate(m).role for m in side["messages"]] == ["user", "assistant", "user", "assistant"]
+    report = report_of(t)
+    assert report is not None and report.conserved, report.unaccounted().nonzero()
+    assert report.kept["sidechains"].tool_calls == 1
+    # Spliced in before the Task result, the subagent's call becomes part of the messages.
+    spliced = parse_bytes(session.read_bytes(), source=str(session), include_sidechains=True, subagent_files=[])
+    assert spliced.metadata["sidechain_count"] == 0  # without the files, there is nothing to splice
