@@ -58,12 +58,45 @@ TranscriptOpt = Annotated[
 ]
 
 
+SkipBadLinesOpt = Annotated[
+    bool,
+    typer.Option(
+        "--skip-bad-lines",
+        help="In a line-based log (Claude Code, Codex, OpenHands events), skip malformed lines instead of refusing "
+        "the file; each skipped line is listed in the import report.",
+    ),
+]
+
+
 def _load_any(
-    path: Path, fmt: str | None, sample: str | None, epoch: int | None, transcript: Path | None = None
+    path: Path,
+    fmt: str | None,
+    sample: str | None,
+    epoch: int | None,
+    transcript: Path | None = None,
+    skip_bad_lines: bool = False,
 ) -> Transcript | Incident:
     if transcript is not None or (fmt is None and is_incident_file(path)):
-        return load_incident(path, transcript_file=transcript)
-    return load_transcript(path, format=fmt, sample_id=sample, epoch=epoch)
+        return load_incident(path, transcript_file=transcript, skip_bad_lines=skip_bad_lines)
+    return load_transcript(path, format=fmt, sample_id=sample, epoch=epoch, skip_bad_lines=skip_bad_lines)
+
+
+def _print_import_report(transcript: Transcript) -> None:
+    """What the import could not carry over, on stderr: warnings, skipped lines and any
+    imbalance in the counts (see tools.formats.accounting). Nothing when all is well."""
+    from tools.formats.accounting import report_of
+
+    report = report_of(transcript)
+    if report is None:
+        return
+    if not report.warnings and not report.skipped_lines:
+        return
+    err_console.print(Text(report.summary(), style="dim"))
+    for warning in report.warnings:
+        err_console.print(Text(f"import warning: {warning}", style="yellow"))
+    for skipped in report.skipped_lines:
+        if not any(w.location == f"line {skipped.line}" for w in report.warnings):
+            err_console.print(Text(f"import warning: line {skipped.line} skipped: {skipped.reason}", style="yellow"))
 
 
 @app.command()
@@ -75,12 +108,15 @@ def show(
     as_json: Annotated[bool, typer.Option("--json", help="Print the normalized transcript as JSON.")] = False,
     max_chars: Annotated[int, typer.Option(help="Clip each text field to this many characters (0: no limit).")] = 2000,
     transcript_file: TranscriptOpt = None,
+    skip_bad_lines: SkipBadLinesOpt = False,
 ) -> None:
-    """Render a transcript or incident: CoT dimmed, tool calls highlighted, the flagged step marked."""
-    loaded = _load_any(path, format, sample, epoch, transcript_file)
+    """Render a transcript or incident: CoT dimmed, tool calls highlighted, the flagged step marked.
+    Import warnings (what the importer could not carry over) are printed on stderr."""
+    loaded = _load_any(path, format, sample, epoch, transcript_file, skip_bad_lines)
     transcript = loaded.transcript if isinstance(loaded, Incident) else loaded
     if as_json:
         sys.stdout.write(dump_native(transcript) + "\n")
+        _print_import_report(transcript)
         return
     if isinstance(loaded, Incident):
         from investigator.console import render_incident
@@ -90,6 +126,7 @@ def show(
         from investigator.console import render_transcript
 
         render_transcript(console, loaded, max_chars=max_chars or None)
+    _print_import_report(transcript)
 
 
 @app.command()
@@ -99,9 +136,11 @@ def export(
     format: FormatOpt = None,
     sample: SampleOpt = None,
     epoch: EpochOpt = None,
+    skip_bad_lines: SkipBadLinesOpt = False,
 ) -> None:
     """Print a transcript as Anthropic or OpenAI request parameters, or as native JSON."""
-    loaded = _load_any(path, format, sample, epoch)
+    loaded = _load_any(path, format, sample, epoch, skip_bad_lines=skip_bad_lines)
+    _print_import_report(loaded.transcript if isinstance(loaded, Incident) else loaded)
     transcript = loaded.transcript if isinstance(loaded, Incident) else loaded
     if to is ExportTarget.native:
         sys.stdout.write(dump_native(transcript) + "\n")
@@ -121,7 +160,7 @@ def export(
 def formats() -> None:
     """List the transcript formats that can be read."""
     for name in FORMAT_NAMES:
-        console.print(f"[bold]{name:12}[/bold] {get_importer(name).description}")
+        console.print(Text.assemble((f"{name:17}", "bold"), get_importer(name).description))
 
 
 class PlannerChoice(StrEnum):

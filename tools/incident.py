@@ -38,14 +38,34 @@ class _Spec(BaseModel):
 
 
 class Flag(_Spec):
-    """The concerning action. `turn` is the assistant turn index (negative counts from
-    the end); `tool_use_id` narrows it to one call of that turn."""
+    """The concerning action, resolved: `turn` is the assistant turn index (negative
+    counts from the end); `tool_use_id` narrows it to one call of that turn."""
 
     turn: int
     tool_use_id: str | None = None
     reason: str = Field(min_length=1)
     monitor: str | None = None
     score: float | None = None
+
+
+class FlagSpec(_Spec):
+    """The flag as an incident file writes it: `turn`, `tool_use_id`, or both. A
+    `tool_use_id` alone locates the turn that made the call; with both, the call must be
+    in that turn. `load_incident` resolves it to a `Flag`."""
+
+    turn: int | None = None
+    tool_use_id: str | None = None
+    reason: str = Field(min_length=1)
+    monitor: str | None = None
+    score: float | None = None
+
+    @model_validator(mode="after")
+    def _locates_something(self) -> FlagSpec:
+        if self.turn is None and self.tool_use_id is None:
+            raise ValueError(
+                "give `turn` (the flagged assistant turn) or `tool_use_id` (the flagged tool call), or both"
+            )
+        return self
 
 
 class Environment(_Spec):
@@ -134,7 +154,7 @@ class IncidentFile(_Spec):
     transcript_format: str | None = None
     sample_id: str | None = None
     epoch: int | None = None
-    flag: Flag
+    flag: FlagSpec
     environment: Environment
     subject: Subject
     behavior: DetectorSpec
@@ -212,12 +232,15 @@ def confined_path(base: Path, value: str, *, source: Path, field: str) -> Path:
     return target
 
 
-def load_incident(path: str | Path, *, transcript_file: str | Path | None = None) -> Incident:
+def load_incident(
+    path: str | Path, *, transcript_file: str | Path | None = None, skip_bad_lines: bool = False
+) -> Incident:
     """Read and validate an incident file, loading the transcript it points at.
 
     A transcript path inside the file must stay inside the file's folder
     (`confined_path`). `transcript_file`, a path the user gave (on the command line),
-    replaces the file's own `transcript` field and is not confined."""
+    replaces the file's own `transcript` field and is not confined. `skip_bad_lines`
+    makes a line-based transcript skip malformed lines (recorded in its import report)."""
     p = Path(path)
     data = _read_spec(p)
     if transcript_file is not None:
@@ -247,7 +270,11 @@ def load_incident(path: str | Path, *, transcript_file: str | Path | None = None
             raise _error(p, "transcript", f"file {spec.transcript!r} not found (looked at {transcript_path})")
         try:
             transcript = load_transcript(
-                transcript_path, format=spec.transcript_format, sample_id=spec.sample_id, epoch=spec.epoch
+                transcript_path,
+                format=spec.transcript_format,
+                sample_id=spec.sample_id,
+                epoch=spec.epoch,
+                skip_bad_lines=skip_bad_lines,
             )
         except FormatError as exc:
             raise _error(p, "transcript", f"the transcript could not be read: {exc}") from None
@@ -257,35 +284,70 @@ def load_incident(path: str | Path, *, transcript_file: str | Path | None = None
         except FormatError as exc:
             raise _error(p, "transcript", f"inline transcript is not a model-forensics transcript: {exc}") from None
 
-    turns = transcript.turns()
-    if not turns:
-        raise _error(p, "flag.turn", "the transcript has no assistant turn to flag")
-    if not -len(turns) <= spec.flag.turn < len(turns):
-        raise _error(
-            p,
-            "flag.turn",
-            f"turn {spec.flag.turn} does not exist; "
-            f"the transcript has {len(turns)} assistant turns (0..{len(turns) - 1})",
-        )
-    turn = turns[spec.flag.turn]
-    if spec.flag.tool_use_id is not None and spec.flag.tool_use_id not in {u.id for u in turn.tool_uses}:
-        ids = ", ".join(u.id for u in turn.tool_uses) or "none"
-        raise _error(
-            p,
-            "flag.tool_use_id",
-            f"{spec.flag.tool_use_id!r} is not a tool call of turn {turn.index} (its calls: {ids})",
-        )
-
+    flag = resolve_flag(spec.flag, transcript, p)
     return Incident(
         id=spec.id or p.stem,
         description=spec.description,
         transcript=transcript,
-        flag=spec.flag,
+        flag=flag,
         environment=spec.environment,
         subject=spec.subject,
         behavior=spec.behavior,
         metadata=spec.metadata,
         source_path=str(p),
+    )
+
+
+def resolve_flag(spec: FlagSpec, transcript: Transcript, path: Path) -> Flag:
+    """The flagged turn of `transcript`: `spec.turn`, or the turn that made
+    `spec.tool_use_id`. Every mismatch is an `IncidentError` that says where the call
+    really is (or that the transcript has no such call, listing the calls it has)."""
+    turns = transcript.turns()
+    if not turns:
+        raise _error(
+            path,
+            "flag.turn" if spec.turn is not None else "flag.tool_use_id",
+            "the transcript has no assistant turn to flag",
+        )
+    holder: Turn | None = None
+    if spec.tool_use_id is not None:
+        holder = next((t for t in turns if any(u.id == spec.tool_use_id for u in t.tool_uses)), None)
+        if holder is None:
+            known = [u.id for t in turns for u in t.tool_uses]
+            shown = ", ".join(known[:12]) + (f", ... ({len(known)} in all)" if len(known) > 12 else "")
+            raise _error(
+                path,
+                "flag.tool_use_id",
+                f"{spec.tool_use_id!r} is not a tool call in the transcript (its calls: {shown or 'none'})",
+            )
+    if spec.turn is None:
+        assert holder is not None  # FlagSpec requires one of the two
+        turn_index = holder.index
+    else:
+        if not -len(turns) <= spec.turn < len(turns):
+            where = f"; tool call {spec.tool_use_id!r} is in turn {holder.index}" if holder is not None else ""
+            raise _error(
+                path,
+                "flag.turn",
+                f"turn {spec.turn} does not exist; the transcript has {len(turns)} assistant turns "
+                f"(0..{len(turns) - 1}){where}",
+            )
+        turn = turns[spec.turn]
+        if holder is not None and holder.index != turn.index:
+            ids = ", ".join(u.id for u in turn.tool_uses) or "none"
+            raise _error(
+                path,
+                "flag.tool_use_id",
+                f"{spec.tool_use_id!r} is not a tool call of turn {turn.index} (its calls: {ids}); it is a call of "
+                f"turn {holder.index} — set flag.turn to {holder.index}, or leave it out",
+            )
+        turn_index = turn.index if spec.turn >= 0 else spec.turn
+    return Flag(
+        turn=turn_index,
+        tool_use_id=spec.tool_use_id,
+        reason=spec.reason,
+        monitor=spec.monitor,
+        score=spec.score,
     )
 
 

@@ -11,7 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from investigator.cli import app
-from tests.conftest import EXAMPLES, ROOT
+from tests.conftest import EXAMPLES, FIXTURES, ROOT
 from tools.formats.native import parse as parse_native
 
 runner = CliRunner()
@@ -49,7 +49,9 @@ def test_export_to_both_apis() -> None:
 
 def test_formats_lists_every_importer() -> None:
     result = runner.invoke(app, ["formats"])
-    for name in ("native", "anthropic", "openai", "claude-code", "inspect"):
+    from tools.formats import FORMAT_NAMES
+
+    for name in FORMAT_NAMES:
         assert name in result.output
 
 
@@ -75,3 +77,31 @@ def test_unknown_format_option_is_a_clear_error(tmp_path: Path) -> None:
     )
     assert proc.returncode == 2
     assert "unknown format 'word'" in proc.stderr
+
+
+PARALLEL = FIXTURES / "formats" / "claude_code_parallel.jsonl"
+
+
+def test_export_to_anthropic_works_on_a_session_with_parallel_calls() -> None:
+    result = runner.invoke(app, ["export", str(PARALLEL), "--to", "anthropic"])
+    assert result.exit_code == 0, result.output
+    params = json.loads(result.stdout)
+    results = [b["tool_use_id"] for b in params["messages"][2]["content"]]
+    assert results == ["toolu_01Rd3Qm7Kx2Lp9Wn4Vt6Ys8A", "toolu_01Rd3Qm7Kx2Lp9Wn4Vt6Ys8B"]
+
+
+def test_a_bad_line_is_an_error_unless_skipped_and_show_prints_what_was_skipped(tmp_path: Path) -> None:
+    lines = PARALLEL.read_text(encoding="utf-8").splitlines(keepends=True)
+    lines[9] = lines[9][:40] + "\n"
+    bad = tmp_path / "session.jsonl"
+    bad.write_text("".join(lines), encoding="utf-8")
+    proc = subprocess.run(
+        [sys.executable, "-m", "investigator.cli", "show", str(bad)], capture_output=True, text=True, cwd=ROOT
+    )
+    assert proc.returncode == 2
+    assert "line 10" in proc.stderr and "--skip-bad-lines" in proc.stderr
+    result = runner.invoke(app, ["show", str(bad), "--skip-bad-lines", "--max-chars", "80"])
+    assert result.exit_code == 0, result.output
+    assert "import warning: line 10: skipped a bad line" in result.stderr
+    assert "placeholder result" in result.stderr
+    assert "import warning" not in result.stdout

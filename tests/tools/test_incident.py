@@ -66,7 +66,12 @@ def test_json_incident_with_inline_transcript(tmp_path: Path) -> None:
         (lambda s: s["flag"].pop("reason"), "flag.reason", "required"),
         (lambda s: s["flag"].update(turn="five"), "flag.turn", "integer"),
         (lambda s: s["flag"].update(turn=40), "flag.turn", "7 assistant turns"),
-        (lambda s: s["flag"].update(tool_use_id="toolu_nope"), "flag.tool_use_id", "its calls: toolu_01Fx9"),
+        (
+            lambda s: s["flag"].update(tool_use_id="toolu_nope"),
+            "flag.tool_use_id",
+            "is not a tool call in the transcript",
+        ),
+        (lambda s: s["flag"].update(turn=None, tool_use_id=None), "flag", "give `turn`"),
         (lambda s: s.update(environment={"knobs": {}}), "environment", "scenario"),
         (lambda s: s.update(behavior={"kind": "telepathy"}), "behavior", "regex"),
         (lambda s: s.update(behavior={"kind": "regex", "pattern": "("}), "behavior", "regular expression"),
@@ -108,3 +113,31 @@ def test_bad_yaml_names_the_line(tmp_path: Path) -> None:
 def test_is_incident_file() -> None:
     assert is_incident_file(EXAMPLE)
     assert not is_incident_file(EXAMPLES / "precommit_transcript.json")
+
+
+# ------------------------------------------------------------------ locating the flag
+def test_tool_use_id_alone_locates_the_flagged_turn(tmp_path: Path) -> None:
+    spec = _spec()
+    call_id = spec["flag"]["tool_use_id"]
+    del spec["flag"]["turn"]
+    incident = load_incident(_write(tmp_path, spec))
+    assert incident.flag.turn == 5
+    assert incident.flagged_turn.tool_uses[0].id == call_id
+
+
+def test_a_turn_that_does_not_hold_the_call_names_the_turn_that_does(tmp_path: Path) -> None:
+    spec = _spec()
+    spec["flag"]["turn"] = 2
+    with pytest.raises(IncidentError) as info:
+        load_incident(_write(tmp_path, spec))
+    message = str(info.value)
+    assert "field `flag.tool_use_id`" in message
+    assert "is not a tool call of turn 2" in message
+    assert "it is a call of turn 5" in message
+
+
+def test_a_turn_out_of_range_says_where_the_call_is(tmp_path: Path) -> None:
+    spec = _spec()
+    spec["flag"]["turn"] = 40
+    with pytest.raises(IncidentError, match="tool call 'toolu_01Fx9"):
+        load_incident(_write(tmp_path, spec))
