@@ -19,7 +19,9 @@ requested through the database by other processes.
 
 Starting an executor on a database recovers it: jobs left `running` by an executor
 that died are resumed from their checkpoints (a new attempt), `pending` ones are
-started, and (with ``retry_failed``) failed ones are tried again. One executor at a
+started, and (with ``retry_failed``) failed ones that ran are tried again (a job
+recorded as failed before it ever ran — an input that never became an incident — is
+not). One executor at a
 time may own a batch database (a lock file next to it).
 
 `on_finish(record)` is called (awaited when it is a coroutine function) after a job
@@ -182,6 +184,8 @@ class Executor:
             self._schedule(record.id, resume=True)
         if self.retry_failed:
             for record in self.db.jobs(states=[JobState.failed]):
+                if record.attempts == 0:
+                    continue  # failed by its submitter before it ever ran (an input error row)
                 self.db.reopen(record.id, reason="retrying a failed job")
         for record in self.db.jobs(states=[JobState.pending]):
             self._schedule(record.id)

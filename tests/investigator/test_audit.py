@@ -127,3 +127,15 @@ def test_flagged_inspect_samples_become_incidents_and_are_investigated(tmp_path:
         assert row["state"] == "done", row
         assert (out / row["report"]).is_file()
         assert "#" in row["source"]  # log#sample@epoch
+
+
+async def test_input_error_rows_are_not_dispatched_when_failed_jobs_are_retried(tmp_path: Path) -> None:
+    from investigator.audit import AuditItem, record_input_errors
+    from investigator.executor import Executor
+
+    item = AuditItem(job_id="log", source="logs/run.eval", error="logs/run.eval: an Inspect log needs --flag")
+    db = BatchDB(tmp_path)
+    record_input_errors(db, [item], AuditSpec(), tmp_path)
+    record_input_errors(db, [item], AuditSpec(), tmp_path)  # a rerun records it once
+    records = await Executor(db, retry_failed=True).run()
+    assert [(r.id, r.state, r.attempts, r.error) for r in records] == [("log", JobState.failed, 0, item.error)]
