@@ -558,7 +558,7 @@ def _fold_parallel_branches(
     folded: list[_Entry] = []
     forks: list[_Entry] = []
     for leaf in leaves:
-        branch = [e for e in _chain(leaf, session, inside) if e.uuid not in on_thread]
+        branch = _branch_off(leaf, session, on_thread, inside)
         branch_ids = set(message_ids)
         branch_calls = set(calls)
         debris = True
@@ -589,6 +589,23 @@ def _fold_parallel_branches(
         message_ids = branch_ids
         calls = branch_calls
     return folded, forks
+
+
+def _branch_off(
+    leaf: _Entry, session: _Session, on_thread: set[str | None], inside: Callable[[_Entry], bool]
+) -> list[_Entry]:
+    """The records from where `leaf`'s branch leaves the thread down to `leaf` (walking
+    up only until the thread, so folding many parallel branches of a long session stays
+    linear in their length)."""
+    branch: list[_Entry] = []
+    seen: set[str | None] = set()
+    node: _Entry | None = leaf
+    while node is not None and node.uuid not in on_thread and node.uuid not in seen and inside(node):
+        seen.add(node.uuid)
+        branch.append(node)
+        node = session.nodes.get(node.parent) if node.parent is not None else None
+    branch.reverse()
+    return branch
 
 
 # --------------------------------------------------------------------------------------

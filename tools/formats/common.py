@@ -7,7 +7,6 @@ events and trajectory formats alike)."""
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,7 +15,7 @@ from pydantic import BaseModel, ValidationError
 from tools.errors import FormatError
 from tools.formats.accounting import ImportTally
 from tools.formats.base import format_error_from_validation
-from tools.transcript import ContentBlock, Message, TextBlock, ToolResultBlock, ToolUseBlock
+from tools.transcript import ContentBlock, Message, ToolResultBlock
 
 RAW_ARGUMENTS = "_raw_arguments"
 """Key under which tool-call arguments that are not a JSON object are kept verbatim."""
@@ -155,9 +154,6 @@ class Conversation:
             self.tally.synthesize(why, {"messages": 1})
         return msg
 
-    def calls(self) -> dict[str, ToolUseBlock]:
-        return {u.id: u for m in self.messages for u in m.tool_uses}
-
 
 def _merge_meta(msg: Message, meta: dict[str, Any]) -> None:
     for key, value in meta.items():
@@ -167,10 +163,6 @@ def _merge_meta(msg: Message, meta: dict[str, Any]) -> None:
             msg.metadata[key] = {**msg.metadata[key], **value}
         else:
             msg.metadata[key] = value
-
-
-def text_blocks(texts: list[str]) -> list[ContentBlock]:
-    return [TextBlock(text=t) for t in texts]
 
 
 def unanswered_calls(messages: list[Message], *, client_only: bool = True) -> list[str]:
@@ -201,8 +193,6 @@ def split_lines(data: bytes, *, source: str) -> list[str]:
     return lines
 
 
-Sniffer = Callable[[Any], bool]
-
 __all__ = [
     "RAW_ARGUMENTS",
     "Conversation",
@@ -212,7 +202,6 @@ __all__ = [
     "kind_of",
     "shown",
     "split_lines",
-    "text_blocks",
     "unanswered_calls",
     "validate_at",
 ]
