@@ -274,7 +274,7 @@ class ItemReader:
             item = validate_at(_Compaction, raw, source=self.source, where=where, what="a compaction item")
             self.tally.count(other=1)
             block = CompactionBlock(encrypted_content=item.encrypted_content)
-            self.conversation.assistant(block, meta=self._item_meta(raw, item.id, None, extra_meta))
+            _merge_item_meta(self.conversation.assistant(block), self._item_meta(raw, item.id, None, extra_meta))
         else:
             self.keep_other(kind, raw, where)
 
@@ -508,10 +508,10 @@ class ItemReader:
             meta.setdefault("openai_responses", {}).setdefault("items", {}).setdefault(str(len(msg.content) - 1), {})
         )
         facts["type"] = kind
+        _merge_item_meta(msg, meta)  # keyed by the call's block, before its result follows it
         if result is not None:
             self.tally.count(tool_results=1)
             msg.content.append(result)
-        _merge_item_meta(msg, meta)
 
     def keep_other(self, kind: str, raw: dict[str, Any], where: str) -> None:
         self.tally.count(other=1)
@@ -568,6 +568,8 @@ def _merge_item_meta(msg: Message, meta: dict[str, Any]) -> None:
     for key, value in meta.items():
         if isinstance(value, dict) and isinstance(msg.metadata.get(key), dict):
             msg.metadata[key] = {**msg.metadata[key], **value}
+        elif isinstance(value, list) and isinstance(msg.metadata.get(key), list):
+            msg.metadata[key] = [*msg.metadata[key], *value]
         else:
             msg.metadata[key] = value
 

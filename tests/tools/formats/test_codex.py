@@ -49,6 +49,7 @@ def test_calls_statuses_and_outputs() -> None:
     assert calls["web_search_call_1"].side == "server"
     first = T.messages[3]
     assert first.metadata["codex_exit_codes"] == {"call_7Hq2Ln5Vx8Rb3Tk6": 0}
+    assert T.messages[2].metadata["codex_lines"] == [8, 10]  # the reasoning and the call it led to
 
 
 def test_compaction_summary_is_a_marked_user_message() -> None:

@@ -119,6 +119,9 @@ def test_server_calls_with_results_carry_them_in_the_assistant_message() -> None
     assert isinstance(blocks[2], ToolUseBlock) and blocks[2].input == {"title": "x"}
     assert isinstance(blocks[3], ToolResultBlock) and blocks[3].is_error
     assert isinstance(blocks[4], CompactionBlock) and blocks[4].encrypted_content == "gAAAAB..."
+    items = t.messages[0].metadata["openai_responses"]["items"]
+    assert items["4"]["id"] == "cmp_1" and items["0"]["type"] == "code_interpreter_call"
+    assert "?" not in items
 
 
 def test_malformed_arguments_are_kept_raw() -> None:
