@@ -417,7 +417,42 @@ def _die_with_parent() -> None:
             os._exit(3)  # the executor died before we could ask to follow it
 
 
+def follow_executor(pid: int) -> None:
+    """Kill this worker's whole session (its sandboxes' processes too) the moment the
+    executor `pid` dies, for workers that are not its children (forked from the
+    executor's fork server, where the parent-death signal would follow the server
+    instead). Watches a pidfd from a daemon thread; exits at once when the executor is
+    already gone."""
+    try:
+        fd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        os._exit(3)  # the executor died before we could follow it
+    except (OSError, AttributeError):  # no pidfd (old kernel, not Linux): nothing to watch with
+        return
+
+    def watch() -> None:
+        import select
+        import signal
+
+        select.select([fd], [], [])
+        os.killpg(0, signal.SIGKILL)
+
+    import threading
+
+    threading.Thread(target=watch, name="follow-executor", daemon=True).start()
+
+
 EXIT_OK, EXIT_BUG, EXIT_FAILED = 0, 1, 2
+
+
+def run_file(job_file: str | Path) -> int:
+    """Run one attempt of the job in `job_file` (a ``job.json``); the exit status
+    `main` documents."""
+    spec = JobSpec.model_validate_json(Path(job_file).read_text(encoding="utf-8"))
+    outcome = run_job(spec, backend="local")
+    if outcome.ok:
+        return EXIT_OK
+    return EXIT_BUG if outcome.error_kind == "bug" else EXIT_FAILED
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -428,11 +463,7 @@ def main(argv: list[str] | None = None) -> int:
         print("usage: python -m investigator.executor.worker RUN_DIR/job.json", file=sys.stderr)
         return EXIT_BUG
     _die_with_parent()
-    spec = JobSpec.model_validate_json(Path(args[0]).read_text(encoding="utf-8"))
-    outcome = run_job(spec, backend="local")
-    if outcome.ok:
-        return EXIT_OK
-    return EXIT_BUG if outcome.error_kind == "bug" else EXIT_FAILED
+    return run_file(args[0])
 
 
 if __name__ == "__main__":
