@@ -17,6 +17,7 @@ from rich.console import Console
 from rich.text import Text
 
 from investigator.audit_cli import register as register_audit_command
+from investigator.replay_cli import register as register_replay_command
 from investigator.research_cli import register as register_research_commands
 from tools.errors import ForensicsError
 from tools.formats import FORMAT_NAMES, get_importer, load_transcript
@@ -295,6 +296,7 @@ def _load_plugins() -> None:
 
 register_research_commands(app)
 register_audit_command(app)
+register_replay_command(app)
 _load_plugins()
 
 

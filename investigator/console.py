@@ -148,9 +148,7 @@ def render_transcript(
 def render_incident(console: Console, incident: Incident, *, max_chars: int | None = 2000) -> None:
     """Print an incident's summary, then its transcript with the flagged step marked."""
     env = incident.environment
-    world = f"scenario {env.scenario}" if env.scenario else f"image {env.image}"
-    if env.knobs:
-        world += " (" + ", ".join(f"{k}={v}" for k, v in env.knobs.items()) + ")"
+    world = env.describe()
     summary = Text()
     summary.append("incident ", style="bold")
     summary.append(incident.id)

@@ -153,7 +153,7 @@ def build_report(ctx: ToolContext, state: InvestigationState, planner_name: str,
         quotes=_quotes(incident, conclusion.get("motivation")),
         confounds=list(conclusion.get("confounds", [])),
         mitigations=list(conclusion.get("mitigations", [])),
-        limitations=list(conclusion.get("limitations", [])),
+        limitations=[*conclusion.get("limitations", []), *_reconstruction_notes(incident)],
         cost=Cost(
             samples=int(totals["samples"]),
             input_tokens=int(totals["input_tokens"]),
@@ -164,6 +164,15 @@ def build_report(ctx: ToolContext, state: InvestigationState, planner_name: str,
         ),
         notes=notes,
     )
+
+
+def _reconstruction_notes(incident: Incident) -> list[str]:
+    """What of the resample prefix was reconstructed rather than logged (e.g. Claude Code's
+    tool schemas), as the importer and harness profile noted it."""
+    from tools.harnesses import RECONSTRUCTION_KEY
+
+    notes = incident.transcript.metadata.get(RECONSTRUCTION_KEY)
+    return [n for n in notes if isinstance(n, str)] if isinstance(notes, list) else []
 
 
 class _Benign:

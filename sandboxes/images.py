@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import os
 import shutil
 import struct
@@ -315,4 +316,74 @@ def build_scenario_image(
     except BuildError as exc:
         tail = "".join(str(chunk.get("stream", chunk.get("error", ""))) for chunk in exc.build_log)[-2000:]
         raise ImageBuildError(f"scenario image {name!r} failed to build: {exc.msg}\n{tail}") from None
+    return tag
+
+
+# ------------------------------------------------------------------- workspace images
+
+
+def workspace_image_tag(base_id: str, workdir: str, digest: str) -> str:
+    """The tag of a world image: a hash of its base, where the workspace goes and its content."""
+    key = hashlib.sha256(f"{base_id}\0{workdir}\0{digest}".encode()).hexdigest()[:16]
+    return f"model-forensics/world:{key}"
+
+
+def build_workspace_image(
+    client: Any,
+    *,
+    base: str,
+    add_workspace: Callable[[tarfile.TarFile], None],
+    digest: str,
+    workdir: str = "/workspace",
+    log: Callable[[str], None] = lambda _msg: None,
+) -> str:
+    """Build an image on `base` with a workspace at `workdir`, owned by the sandbox user.
+
+    `add_workspace(tar)` adds the workspace to the build context as ``workspace/...``
+    members (their modes, mtimes and symlinks are kept, so give them uid 1000); `digest`
+    identifies its content for the cache.
+    The only commands run are the image's own ``mkdir`` and ``chown`` of `workdir`: nothing
+    from the workspace executes during the build (its setup runs later, in a sandbox)."""
+    if not workdir.startswith("/") or any(ord(c) < 32 for c in workdir):
+        raise ImageBuildError(f"workspace directory must be an absolute path without control characters: {workdir!r}")
+    try:
+        base_id = client.images.get(base).id
+    except Exception as exc:
+        raise ImageBuildError(f"base image {base!r} is not in the engine ({exc}); load or build it first") from None
+    tag = workspace_image_tag(base_id, workdir, digest)
+    if _image_exists(client, tag):
+        log(f"world image {tag} is up to date")
+        return tag
+    quoted = json.dumps(workdir)
+    dockerfile = "\n".join(
+        [
+            f"FROM {base}",
+            f"LABEL {LABEL}=image",
+            "USER 0:0",
+            f'RUN ["mkdir", "-p", {quoted}]',
+            f'RUN ["chown", "1000:1000", {quoted}]',
+            f'COPY --chown=1000:1000 ["workspace/", {json.dumps(workdir.rstrip("/") + "/")}]',
+            f"WORKDIR {workdir}",
+            "",
+        ]
+    ).encode()
+    with tempfile.TemporaryFile() as merged:
+        with tarfile.open(fileobj=merged, mode="w") as tar:
+            add_workspace(tar)
+            info = tarfile.TarInfo("Dockerfile")
+            info.size = len(dockerfile)
+            tar.addfile(info, io.BytesIO(dockerfile))
+        merged.seek(0)
+        from docker.errors import APIError, BuildError
+
+        log(f"building world image {tag}")
+        try:
+            client.images.build(
+                fileobj=merged, custom_context=True, tag=tag, network_mode="none", rm=True, forcerm=True
+            )
+        except BuildError as exc:
+            tail = "".join(str(chunk.get("stream", chunk.get("error", ""))) for chunk in exc.build_log)[-2000:]
+            raise ImageBuildError(f"the world image failed to build: {exc.msg}\n{tail}") from None
+        except APIError as exc:
+            raise ImageBuildError(f"the world image failed to build: {exc.explanation or exc}") from None
     return tag

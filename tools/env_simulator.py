@@ -51,8 +51,10 @@ def recorded_calls(transcript: Transcript, mapping: ToolMapping | None = None) -
                 tool = tools.for_call(call)
                 if tool.passive or call.id not in results:
                     continue
-                command = tool.render_command(call.input)
+                command = tool.describe(call.input)
             except ToolMappingError:
+                continue
+            if command is None:
                 continue
             result = results[call.id]
             calls.append(RecordedCall(command=command, output=result.text, exit_code=1 if result.is_error else 0))

@@ -3,8 +3,11 @@
 An incident file (YAML or JSON) names a transcript (a path relative to the incident
 file, or the transcript inline), the `flag` (which assistant turn / tool call is the
 concerning action and why the monitor flagged it), the `environment` needed to
-rebuild the world (a scenario id, or an image plus files), the `subject` to resample,
-and the `behavior` detector that says whether a rollout repeats the action.
+rebuild the world (a scenario id, or a snapshot of the session's workspace: an image,
+an archive, a directory or a git commit, with files, setup commands, the session's
+working directory and its harness), the `subject` to resample, and the `behavior`
+detector that says whether a rollout repeats the action. A transcript whose log
+recorded no tool definitions gets its harness's (`tools.harnesses.reconstruct_tools`).
 
 Every validation problem raises `IncidentError` naming the file, the field and what
 was expected there.
@@ -12,7 +15,8 @@ was expected there.
 
 from __future__ import annotations
 
-from pathlib import Path
+import posixpath
+from pathlib import Path, PurePosixPath
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -68,21 +72,134 @@ class FlagSpec(_Spec):
         return self
 
 
+class GitSource(_Spec):
+    """A workspace as a commit of a git repository: `repo` is a repository directory (or
+    its ``.git``, or a bare repository) or a bundle file, relative to the incident file;
+    `commit` is the commit (or ref) checked out. Nothing is fetched from a network."""
+
+    repo: str = Field(min_length=1)
+    commit: str = Field(min_length=1, pattern=r"^[A-Za-z0-9][A-Za-z0-9._/@{}^~-]*$")
+
+
+class ArchiveSource(_Spec):
+    """A workspace as an archive (``.tar``, ``.tar.gz``/``.tgz``, ``.tar.bz2``,
+    ``.tar.xz``, ``.zip``), relative to the incident file. `strip_components` drops that
+    many leading directories of every member (an archive of ``project/...``)."""
+
+    path: str = Field(min_length=1)
+    strip_components: int = Field(default=0, ge=0, le=16)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_string(cls, data: Any) -> Any:
+        return {"path": data} if isinstance(data, str) else data
+
+
+_SNAPSHOT_FIELDS = ("image", "archive", "directory", "git", "files", "setup", "workdir", "harness")
+
+
+def _check_workspace_path(path: str) -> str:
+    if "\x00" in path or ".." in PurePosixPath(path).parts or not path.strip():
+        raise ValueError(f"file path {path!r} must be relative to the workspace (or absolute) without `..`")
+    return path
+
+
 class Environment(_Spec):
     """How to rebuild the world the subject acted in: a registered scenario (with knob
-    settings), or a container image plus files written into the workspace."""
+    settings), or a snapshot of the session's workspace — a container `image`, and/or
+    the workspace as an `archive`, a `directory` or a `git` commit — plus `files` written
+    over it, `setup` commands run in the sandbox, the session's working directory
+    (`workdir`, where absolute paths of the session point) and the `harness` whose tools
+    the subject used. See docs/incidents.md."""
 
     scenario: str | None = None
     knobs: dict[str, Any] = Field(default_factory=dict)
-    image: str | None = None
+    image: str | None = Field(default=None, min_length=1)
+    archive: ArchiveSource | None = None
+    directory: str | None = Field(default=None, min_length=1)
+    git: GitSource | None = None
     files: dict[str, str] = Field(default_factory=dict)
-    workdir: str = "/workspace"
+    workdir: str | None = None
+    """The session's working directory (e.g. /home/user/project). Default: the one the
+    log recorded (Claude Code's ``cwd``), else /workspace."""
+    setup: list[str] = Field(default_factory=list)
+    harness: str | None = None
+    """The harness profile for the subject's tools (default: detected from the transcript)."""
 
     @model_validator(mode="after")
     def _needs_a_world(self) -> Environment:
-        if self.scenario is None and self.image is None:
-            raise ValueError("give either `scenario` (a scenario id) or `image` (a container image, with `files`)")
+        if self.scenario is not None:
+            extra = [f for f in _SNAPSHOT_FIELDS if f not in {"files"} and getattr(self, f)]
+            if extra:
+                raise ValueError(
+                    f"a scenario builds its own world; {', '.join(extra)} describe a snapshot of a workspace instead "
+                    "(give either `scenario` or a snapshot)"
+                )
+            return self
+        sources = [f for f in ("archive", "directory", "git") if getattr(self, f) is not None]
+        if len(sources) > 1:
+            raise ValueError(f"give one workspace source, not {' and '.join(sources)}")
+        if self.image is None and not sources and not self.files:
+            raise ValueError(
+                "give either `scenario` (a scenario id) or a snapshot of the workspace: `archive`, `directory`, "
+                "`git` (repo + commit), `image` and/or `files`"
+            )
+        if self.workdir is not None:
+            self.workdir = _check_workdir(self.workdir)
+        for path in self.files:
+            _check_workspace_path(path)
+        if any(not isinstance(c, str) or not c.strip() for c in self.setup):
+            raise ValueError("every `setup` entry must be a non-empty shell command")
+        if self.harness is not None:
+            from tools.harnesses import HarnessError, get_profile
+
+            try:
+                get_profile(self.harness)
+            except HarnessError as exc:
+                raise ValueError(str(exc)) from None
         return self
+
+    @property
+    def is_snapshot(self) -> bool:
+        return self.scenario is None
+
+    def describe(self) -> str:
+        """One line for people: what the world is rebuilt from."""
+        if self.scenario is not None:
+            knobs = ", ".join(f"{k}={v}" for k, v in self.knobs.items())
+            return f"scenario {self.scenario}" + (f" ({knobs})" if knobs else "")
+        parts = []
+        if self.archive is not None:
+            parts.append(f"archive {self.archive.path}")
+        if self.directory is not None:
+            parts.append(f"directory {self.directory}")
+        if self.git is not None:
+            parts.append(f"git {self.git.repo} @ {self.git.commit}")
+        if self.image is not None:
+            parts.append(f"on image {self.image}" if parts else f"image {self.image}")
+        if self.files:
+            parts.append(f"{len(self.files)} file(s)")
+        if self.setup:
+            parts.append(f"{len(self.setup)} setup command(s)")
+        if self.workdir:
+            parts.append(f"workdir {self.workdir}")
+        if self.harness:
+            parts.append(f"harness {self.harness}")
+        return ", ".join(parts)
+
+
+_SYSTEM_DIRS = ("/proc", "/sys", "/dev", "/bin", "/sbin", "/lib", "/lib64", "/usr", "/etc", "/boot", "/run")
+
+
+def _check_workdir(workdir: str) -> str:
+    if not workdir.startswith("/"):
+        raise ValueError(f"`workdir` must be an absolute POSIX path (the session's working directory), got {workdir!r}")
+    if any(ord(c) < 32 for c in workdir) or ".." in PurePosixPath(workdir).parts:
+        raise ValueError(f"`workdir` must not contain `..` or control characters: {workdir!r}")
+    normalized = posixpath.normpath(workdir)
+    if normalized == "/" or any(normalized == d or normalized.startswith(d + "/") for d in _SYSTEM_DIRS):
+        raise ValueError(f"`workdir` {workdir!r} is a system directory; give the session's project directory")
+    return normalized
 
 
 class Subject(_Spec):
@@ -283,6 +400,13 @@ def load_incident(
             transcript = parse_native_transcript(spec.transcript, source=f"{p} (inline transcript)")
         except FormatError as exc:
             raise _error(p, "transcript", f"inline transcript is not a model-forensics transcript: {exc}") from None
+
+    # Logs that record no tool definitions (Claude Code) get their harness's, noted as such.
+    from tools.harnesses import choose_profile, reconstruct_tools
+
+    profile = choose_profile(transcript, spec.environment.harness)
+    if profile is not None:
+        reconstruct_tools(transcript, profile)
 
     flag = resolve_flag(spec.flag, transcript, p)
     return Incident(

@@ -230,6 +230,7 @@ class _Arm:
         )
         self._snapshot: SnapshotRef | None = None
         self._world: World | None = None
+        self._tool_state: dict[str, Any] = {}
 
     # ----------------------------------------------------------- sampling
     async def _sample_output(self, seed: int) -> tuple[list[Message], Sandbox | None]:
@@ -249,6 +250,7 @@ class _Arm:
                 max_turns=self.spec.max_turns or self._world.max_turns,
                 seed=seed,
                 temperature=self.spec.temperature,
+                tool_state=self._tool_state,
             )
         except BaseException:
             await sandbox.close()
@@ -287,6 +289,7 @@ class _Arm:
             report, self._snapshot = await replay_and_snapshot(
                 self.transcript, sandbox, upto_turn=self.start_turn, mapping=self._world.mapping
             )
+        self._tool_state = report.tool_state
         self.ledger.event(
             "replay",
             experiment_id=self.id,

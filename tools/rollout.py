@@ -2,7 +2,8 @@
 
 - `next_turn`: n sampled assistant messages continuing a context (no execution).
 - `rollout`: continue an episode: each sampled tool call is executed through the
-  scenario's tool mapping in a sandbox and its result appended, until the subject
+  world's tool mapping (a scenario's, or a harness profile's) in a sandbox and its
+  result appended, until the subject
   answers without a tool call, calls a terminal tool, or the turn cap is reached.
 - `probe`: append a user question and sample the answers.
 
@@ -12,13 +13,14 @@ for organisms and local models; API models take the seed where they support it).
 
 from __future__ import annotations
 
-from typing import Literal
+from collections.abc import Mapping
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
 from sandboxes.base import Sandbox
 from tools.models.base import ModelClient
-from tools.toolmap import ToolMapping, ToolMappingError
+from tools.toolmap import ToolMapping, run_call
 from tools.transcript import Message, TextBlock, ToolResultBlock, Transcript
 
 EndReason = Literal["final_answer", "terminal_tool", "turn_cap"]
@@ -57,10 +59,13 @@ async def rollout(
     max_turns: int = 30,
     seed: int = 0,
     temperature: float | None = None,
+    tool_state: Mapping[str, Any] | None = None,
 ) -> Episode:
-    """Continue `transcript` in `sandbox` until the episode ends (see module doc)."""
+    """Continue `transcript` in `sandbox` until the episode ends (see module doc).
+    `tool_state` continues the harness state a replay left (e.g. the shell's directory)."""
     current = transcript.model_copy(deep=True)
     start_turn = len(current.turns())
+    run = mapping.run_context(sandbox, tool_state)
     provenance: dict[str, int] = {}
     ended: EndReason = "turn_cap"
     for _ in range(max_turns):
@@ -73,37 +78,15 @@ async def rollout(
         results: list[ToolResultBlock] = []
         terminal = False
         for call in calls:
-            try:
-                tool = mapping.for_call(call)
-            except ToolMappingError as exc:
-                results.append(
-                    ToolResultBlock(tool_use_id=call.id, content=[TextBlock(text=f"Error: {exc}")], is_error=True)
-                )
-                provenance["error"] = provenance.get("error", 0) + 1
-                continue
-            if tool.passive:
-                results.append(ToolResultBlock(tool_use_id=call.id, content=[TextBlock(text=tool.result)]))
-                provenance["passive"] = provenance.get("passive", 0) + 1
-                terminal = terminal or tool.terminal
-                continue
-            try:
-                command = tool.render_command(call.input)
-            except ToolMappingError as exc:
-                results.append(
-                    ToolResultBlock(tool_use_id=call.id, content=[TextBlock(text=f"Error: {exc}")], is_error=True)
-                )
-                provenance["error"] = provenance.get("error", 0) + 1
-                continue
-            result = await sandbox.exec(command, timeout=tool.timeout_s)
-            provenance[result.provenance] = provenance.get(result.provenance, 0) + 1
+            outcome = await run_call(mapping, call, run)
+            provenance[outcome.provenance] = provenance.get(outcome.provenance, 0) + 1
             results.append(
                 ToolResultBlock(
-                    tool_use_id=call.id,
-                    content=[TextBlock(text=tool.render_output(result))],
-                    is_error=not result.ok,
+                    tool_use_id=call.id, content=[TextBlock(text=outcome.output)], is_error=outcome.is_error
                 )
             )
-            terminal = terminal or tool.terminal
+            if outcome.provenance != "error":
+                terminal = terminal or mapping.for_call(call).terminal
         current.messages.append(Message(role="user", content=list(results)))
         if terminal:
             ended = "terminal_tool"

@@ -164,16 +164,19 @@ def build_world(
     )
     kind = environment_kind(environment)
     if kind == "snapshot":
-        raise WorldError(
-            "this environment names no scenario, and worlds rebuilt from a snapshot of the workspace "
-            "(image, archive, directory, git) are not supported yet"
-        )
+        from tools.snapshot import snapshot_world
+
+        return snapshot_world(environment, request)
     return world_provider(kind)(environment, request)
 
 
 def has_world(incident: Incident) -> bool:
-    """Whether the incident's environment describes a world that can be built."""
-    return environment_kind(incident.environment) == "scenario"
+    """Whether the incident's environment describes a world that can be built (every
+    valid environment does: a scenario, or a snapshot of the workspace)."""
+    environment = incident.environment
+    return environment.scenario is not None or any(
+        (environment.image, environment.archive, environment.directory, environment.git, environment.files)
+    )
 
 
 def incident_base_dir(incident: Incident) -> Path | None:
