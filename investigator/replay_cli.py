@@ -163,7 +163,8 @@ def _print_step(step: ReplayStep, lines: int) -> None:
             style = "green" if row.startswith("+") else "red" if row.startswith("-") else "dim"
             console.print(Text("    " + row, style=style), highlight=False)
     elif step.status in {"match", "simulated"} and step.got is not None and lines:
-        console.print(Text("    output: " + _clip(step.got, min(lines, 3)).replace("\n", "\n            "), style="dim"))
+        shown = _clip(step.got, min(lines, 3)).replace("\n", "\n            ")
+        console.print(Text("    output: " + shown, style="dim"))
 
 
 def _print_summary(report: ReplayReport) -> None:

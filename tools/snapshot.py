@@ -268,7 +268,7 @@ def _read_zip(path: Path, strip: int, limits: WorkspaceLimits) -> list[Entry]:
                     entries[rel] = Entry(
                         rel, "symlink", target=_check_link(where, rel, data.decode("utf-8", "replace"))
                     )
-                elif unix_mode and not stat.S_ISREG(unix_mode):
+                elif stat.S_IFMT(unix_mode) not in (0, stat.S_IFREG):  # no type bits: a plain file
                     raise WorldError(f"{where}: member {info.filename!r} is a special file")
                 else:
                     mode = (unix_mode & 0o777) or 0o644

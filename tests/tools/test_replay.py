@@ -139,3 +139,81 @@ async def test_twenty_forks_from_the_replayed_snapshot(docker: Any, scenario_ima
     for hook, commits in results:
         assert hook == "#!/bin/sh\nmypy\n__init__.py\npy.typed\n"  # turns 1 and 3 happened
         assert commits == "2"  # init + this fork's own commit: turn 4's release commit did not
+
+
+def _session() -> Transcript:
+    """Calls of every replay status, and a subagent (a Claude Code sidechain) whose own
+    call changes the world before its Task call returns."""
+
+    def turn(*calls: tuple[str, str, dict[str, Any], str, bool]) -> list[Message]:
+        return [
+            Message(role="assistant", content=[ToolUseBlock(id=i, name=n, input=inp) for i, n, inp, _, _ in calls]),
+            Message(
+                role="user",
+                content=[
+                    ToolResultBlock(tool_use_id=i, content=[TextBlock(text=out)], is_error=err)
+                    for i, _, _, out, err in calls
+                ],
+            ),
+        ]
+
+    rejected = (
+        "The user doesn't want to proceed with this tool use. The tool use was rejected (eg. if it was a file "
+        "edit, the new_string was NOT written to the file). STOP what you are doing and wait for the user."
+    )
+    sidechain = [
+        Message(role="user", content=[TextBlock(text="make the marker")]),
+        Message(role="assistant", content=[ToolUseBlock(id="s1", name="sh", input={"command": "echo sub > marker"})]),
+        Message(role="user", content=[ToolResultBlock(tool_use_id="s1", content=[])]),
+        Message(role="assistant", content=[TextBlock(text="done: marker written")]),
+    ]
+    messages = [
+        Message(role="user", content=[TextBlock(text="go")]),
+        *turn(("a", "sh", {"command": "echo one > f && cat f"}, "one\n", False)),
+        *turn(
+            ("b", "sh", {"command": "rm f"}, rejected, True),
+            ("c", "note", {"text": "thinking"}, "noted", False),
+            ("d", "WebFetch", {"url": "https://example.com"}, "Example Domain", False),
+        ),
+        *turn(("e", "Task", {"prompt": "make the marker"}, "done: marker written", False)),
+        *turn(("f", "sh", {"command": "cat f marker"}, "one\nsub\n", False), ("g", "teleport", {}, "?", False)),
+        Message(role="assistant", content=[TextBlock(text="end")]),
+    ]
+    return Transcript(
+        messages=messages,
+        metadata={"sidechains": [{"tool_use_id": "e", "messages": [m.model_dump(mode="json") for m in sidechain]}]},
+    )
+
+
+async def test_replay_statuses_rejections_simulated_tools_and_sidechains() -> None:
+    from sandboxes.local import LocalSandbox
+    from tools.harnesses.base import SimulatedTool
+
+    mapping = ToolMapping(
+        {
+            "sh": CommandTool(name="sh"),
+            "note": CommandTool(name="note", command=None, raw=[]),
+            "WebFetch": SimulatedTool("WebFetch"),
+            "Task": SimulatedTool("Task"),
+        }
+    )
+    async with await LocalSandbox.start(SandboxSpec()) as sb:
+        report = await replay(_session(), sb, upto_turn=4, mapping=mapping)
+        assert await sb.read_file("f") == b"one\n"  # the rejected `rm f` never ran
+    got = [(s.step, s.tool_use_id, s.status) for s in report.steps]
+    assert got == [
+        (0, "a", "match"),
+        (1, "b", "skipped"),
+        (2, "c", "skipped"),
+        (3, "d", "simulated"),
+        (4, "s1", "match"),  # the subagent's own call, before its Task returns
+        (5, "e", "simulated"),
+        (6, "f", "match"),  # sees the file the subagent wrote
+        (7, "g", "skipped"),
+    ]
+    by_id = {s.tool_use_id: s for s in report.steps}
+    assert "rejected" in (by_id["b"].skipped or "") and not by_id["b"].divergent
+    assert by_id["s1"].sidechain == "e"
+    assert by_id["g"].divergent and "no command mapping for tool 'teleport'" in (by_id["g"].skipped or "")
+    assert report.counts() == {"match": 3, "diverged": 0, "simulated": 2, "skipped": 3}
+    assert report.match_rate == 1.0
