@@ -69,7 +69,11 @@ def open_case(
         run_dir=out,
         ledger=Ledger(out),
         subject=client,
-        world=world_factory(incident, backend=backend, allow_host=allow_host) if has_world(incident) else None,
+        world=(
+            world_factory(incident, backend=backend, allow_host=allow_host, subject_model=client.model_string)
+            if has_world(incident)
+            else None
+        ),
         hints=hints,
         blind=blind,
     )

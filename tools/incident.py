@@ -349,6 +349,23 @@ def confined_path(base: Path, value: str, *, source: Path, field: str) -> Path:
     return target
 
 
+def _check_workspace_sources(path: Path, environment: Environment) -> None:
+    """The workspace an environment names (archive, directory, git repository) exists
+    and lies inside the incident's folder; its content is read (and checked) when the
+    world is built (`tools.snapshot`)."""
+    sources = [
+        ("environment.archive.path", environment.archive.path if environment.archive else None),
+        ("environment.directory", environment.directory),
+        ("environment.git.repo", environment.git.repo if environment.git else None),
+    ]
+    for field, value in sources:
+        if value is None:
+            continue
+        target = confined_path(path.parent, value, source=path, field=field)
+        if not target.exists():
+            raise _error(path, field, f"{value!r} not found (looked at {target})")
+
+
 def load_incident(
     path: str | Path, *, transcript_file: str | Path | None = None, skip_bad_lines: bool = False
 ) -> Incident:
@@ -377,6 +394,8 @@ def load_incident(
             "transcript_format",
             f"unknown format {spec.transcript_format!r}; expected one of {', '.join(FORMAT_NAMES)}",
         )
+
+    _check_workspace_sources(p, spec.environment)
 
     if isinstance(spec.transcript, str):
         if transcript_file is not None:

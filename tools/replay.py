@@ -42,9 +42,6 @@ _HEX_RUN = re.compile(r"\b[0-9a-f]{7,40}\b")
 
 ReplayStatus = Literal["match", "diverged", "simulated", "skipped"]
 
-# Claude Code's result text for a call the user declined at the permission prompt.
-_REJECTION_MARKERS = ("The user doesn't want to proceed with this tool use.",)
-
 
 class ReplayStep(BaseModel):
     """One recorded tool call re-executed (or not, with the reason)."""
@@ -124,18 +121,7 @@ def similarity(expected: str, got: str) -> float:
 def call_status(result: ToolResultBlock | None) -> str:
     """What became of a recorded call: ``ok``/``error`` (it ran), ``rejected`` or
     ``interrupted`` (it never ran, or not to the end), or ``missing`` (no result)."""
-    if result is None:
-        return "missing"
-    status = getattr(result, "status", None)
-    if isinstance(status, str) and status != "ok":
-        return status
-    if result.is_error and result.text.startswith(_REJECTION_MARKERS):
-        return "rejected"  # logs read before importers marked rejections
-    return "error" if result.is_error else "ok"
-
-
-def _is_server_side(result: ToolResultBlock | None) -> bool:
-    return result is not None and getattr(result, "side", "client") == "server"
+    return "missing" if result is None else result.status
 
 
 def _sidechain_messages(transcript: Transcript, tool_use_id: str) -> list[Message]:
@@ -221,8 +207,10 @@ async def _replay_call(
     status = call_status(result)
     if status in ("rejected", "interrupted"):
         return base.model_copy(update={"skipped": f"the call was {status} in the session: it never ran to completion"})
-    if _is_server_side(result):
-        return base.model_copy(update={"status": "simulated", "skipped": "a server-side tool: its recorded result"})
+    if call.side == "server" or (result is not None and result.side == "server"):
+        return base.model_copy(
+            update={"status": "simulated", "got": expected, "skipped": "a server-side tool: its recorded result stands"}
+        )
     try:
         binding = tools.for_call(call)
         action = binding.describe(call.input)

@@ -186,6 +186,5 @@ def test_investigate_with_the_local_model_writes_an_honest_report(
         assert "replicat" in (report["summary"] + " ".join(report["limitations"])).lower()
     events = yaml.safe_load((out / "run.json").read_text())
     assert events["incident"]["environment"]["archive"]["path"] == "tally.tar.gz"
-    print(
-        f"local-model investigation: verdict {report['verdict']}, baseline {baseline['k']}/{baseline['n']}, {wall:.0f} s"
-    )
+    shown = f"baseline {baseline['k']}/{baseline['n']}, {wall:.0f} s"
+    print(f"local-model investigation: verdict {report['verdict']}, {shown}")

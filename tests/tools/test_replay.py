@@ -151,7 +151,12 @@ def _session() -> Transcript:
             Message(
                 role="user",
                 content=[
-                    ToolResultBlock(tool_use_id=i, content=[TextBlock(text=out)], is_error=err)
+                    ToolResultBlock(
+                        tool_use_id=i,
+                        content=[TextBlock(text=out)],
+                        is_error=err,
+                        status="rejected" if out.startswith("The user doesn't want") else "ok",
+                    )
                     for i, _, _, out, err in calls
                 ],
             ),

@@ -229,7 +229,7 @@ def test_the_incident_file_names_the_field(tmp_path: Path) -> None:
         "transcript: t.json\nflag: {turn: 0, reason: r}\nenvironment: {archive: a.tar, git: {repo: r, commit: c}}\n"
         "subject: {model: scripted/x}\nbehavior: {kind: regex, pattern: x}\n"
     )
-    with pytest.raises(IncidentError, match="field `environment`: .*one workspace source"):
+    with pytest.raises(IncidentError, match=r"field `environment`: .*one workspace source"):
         load_incident(tmp_path / "incident.yaml")
 
 
@@ -244,7 +244,7 @@ def test_untrusted_worlds_never_fall_back_to_the_host(tmp_path: Path, monkeypatc
     with pytest.raises(WorldError, match="pass --allow-host"):
         build_world(env, backend="local")
     monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path}/no-engine.sock")
-    with pytest.raises(WorldError, match="no Docker engine answered.*--backend local --allow-host"):
+    with pytest.raises(WorldError, match=r"no Docker engine answered.*--backend local --allow-host"):
         build_world(env)
     world = build_world(env, allow_host=True)
     assert world.backend == "local" and not world.trusted and "no Docker engine" in (world.note or "")
@@ -301,3 +301,17 @@ async def test_a_docker_world_places_the_workspace_at_the_sessions_path(
         await remove_snapshot(snapshot)
     again = snapshot_world(env, WorldRequest(backend="docker", base_dir=path.parent, client=docker))
     assert again.sandbox_spec.image == world.sandbox_spec.image  # the image is cached by content
+
+
+def test_the_incident_file_names_a_missing_or_escaping_workspace(tmp_path: Path) -> None:
+    case = tmp_path / "case"
+    case.mkdir()
+    (case / "t.json").write_text('{"messages": [{"role": "assistant", "content": [{"type": "text", "text": "x"}]}]}')
+    _tar(tmp_path / "outside.tar.gz", [("a", "file", b"a")])
+    for archive, message in (("../outside.tar.gz", "leads outside the incident's folder"), ("gone.tar", "not found")):
+        (case / "incident.yaml").write_text(
+            f"transcript: t.json\nflag: {{turn: 0, reason: r}}\nenvironment: {{archive: {archive}}}\n"
+            "subject: {model: scripted/x}\nbehavior: {kind: regex, pattern: x}\n"
+        )
+        with pytest.raises(IncidentError, match=f"field `environment.archive.path`: .*{message}"):
+            load_incident(case / "incident.yaml")

@@ -13,7 +13,7 @@ import pytest_asyncio
 
 from sandboxes.base import Sandbox, SandboxSpec
 from sandboxes.docker import DockerSandbox
-from tools.toolmap import PathMap, ToolMapping, ToolOutcome, ToolRun
+from tools.toolmap import PathMap, ToolMapping, ToolOutcome
 from tools.transcript import ToolUseBlock
 
 in_module_loop = pytest.mark.asyncio(loop_scope="module")

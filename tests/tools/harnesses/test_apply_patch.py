@@ -47,7 +47,7 @@ def test_parse_errors_are_codexs() -> None:
         parse_patch("bad")
     with pytest.raises(PatchError, match="The last line of the patch must be"):
         parse_patch("*** Begin Patch\n*** Add File: x\n+y")
-    with pytest.raises(PatchError, match="Update file hunk for path 'a.py' is empty"):
+    with pytest.raises(PatchError, match=r"Update file hunk for path 'a\.py' is empty"):
         parse_patch("*** Begin Patch\n*** Update File: a.py\n*** End Patch")
     with pytest.raises(PatchError, match="'garbage' is not a valid hunk header"):
         parse_patch("*** Begin Patch\ngarbage\n*** End Patch")
@@ -65,9 +65,9 @@ def test_chunks_are_located_with_decreasing_strictness() -> None:
         "*** Begin Patch\n*** Update File: m.py\n@@ def g():\n-    return 1\n+    return 2\n*** End Patch"
     )
     assert new_contents(original, chunks[0].chunks, "m.py") == "def f():\n    return 1\n\ndef g():\n    return 2\n"
-    with pytest.raises(PatchError, match="Failed to find context 'def g\\(\\):' in m.py"):
+    with pytest.raises(PatchError, match=r"Failed to find context 'def g\(\):' in m\.py"):
         new_contents("nothing here\n", chunks[0].chunks, "m.py")
-    with pytest.raises(PatchError, match="Failed to find expected lines in m.py:\n    return 1"):
+    with pytest.raises(PatchError, match=r"Failed to find expected lines in m\.py:\n    return 1"):
         new_contents("def g():\n    pass\n", chunks[0].chunks, "m.py")
 
 
