@@ -513,7 +513,7 @@ def snapshot_world(environment: Environment, request: WorldRequest, *, limits: W
     recorded = RecordedOutputs.from_transcript(request.transcript) if request.transcript is not None else None
     notes: list[str] = []
     if profile is not None:
-        mapping = profile.mapping(paths=paths, recorded=recorded)
+        mapping = profile.mapping(paths=paths, recorded=recorded, transcript=request.transcript)
     else:
         inferred = ToolMapping.infer(request.transcript) if request.transcript is not None else ToolMapping()
         mapping = ToolMapping(inferred.tools, paths=paths, recorded=recorded)

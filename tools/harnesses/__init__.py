@@ -30,6 +30,7 @@ PROFILES: dict[str, HarnessProfile] = {
         claude_code.PROFILE,
         codex.PROFILE,
         swe_agent.OPENHANDS,
+        swe_agent.MINI_SWE_AGENT,
         swe_agent.SWE_AGENT,
         anthropic_tools.PROFILE,
         inspect_harness.PROFILE,

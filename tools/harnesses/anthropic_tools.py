@@ -61,18 +61,17 @@ def fallback(name: str) -> ToolBinding | None:
 
 
 def detect(transcript: Transcript) -> bool:
-    if transcript.metadata.get("harness") == "anthropic":
-        return True
     names = tool_names(transcript)
     return "str_replace_based_edit_tool" in names or ("str_replace_editor" in names and "bash" in names)
 
 
 PROFILE = HarnessProfile(
-    name="anthropic",
+    name="anthropic-tools",
     description="Anthropic's bash and text editor tool types (str_replace_based_edit_tool, str_replace_editor)",
     bindings=bindings,
     fallback=fallback,
     schema_file="anthropic.yaml",
     detect=detect,
-    aliases=("anthropic-tools",),
+    aliases=("anthropic-tool-types",),
+    open_tool_set=True,
 )

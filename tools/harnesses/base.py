@@ -65,6 +65,10 @@ class HarnessProfile:
     detect: Callable[[Transcript], bool] = lambda _t: False
     """Whether a transcript (by its format, metadata and tool names) came from this harness."""
     aliases: tuple[str, ...] = ()
+    open_tool_set: bool = False
+    """Whether the harness runs tools an application defines besides its own (Inspect
+    tasks, API applications using Anthropic's tool types): those get the inferred
+    mapping (a shell-string input runs) instead of the simulated backend."""
 
     def tool_specs(self) -> list[ToolSpec]:
         """The harness's tool definitions, written from its public documentation."""
@@ -78,10 +82,17 @@ class HarnessProfile:
         paths: PathMap | None = None,
         recorded: RecordedOutputs | None = None,
         simulator: OutputSimulator | None = None,
+        transcript: Transcript | None = None,
     ) -> ToolMapping:
-        """The `ToolMapping` of a world whose subject used this harness."""
+        """The `ToolMapping` of a world whose subject used this harness (with the
+        application's own shell tools of `transcript` when the tool set is open)."""
+        bindings = dict(self.bindings())
+        if self.open_tool_set and transcript is not None:
+            for name, binding in ToolMapping.infer(transcript).tools.items():
+                if name not in bindings and binding.kind == "command":
+                    bindings[name] = binding
         return ToolMapping(
-            self.bindings(),
+            bindings,
             fallback=self.fallback,
             paths=paths,
             recorded=recorded,

@@ -6,8 +6,10 @@
 * ``python`` runs ``python3 -`` with the code on stdin, rendered the same way.
 * ``text_editor`` is the ``str_replace`` editor with ``view``, ``create``,
   ``str_replace``, ``insert`` and ``undo_edit`` (`tools.harnesses.editor`).
-* ``think`` is passive; ``submit`` is passive and ends the episode. Anything else
-  (web search, browsers, ``bash_session``) is answered by the simulated backend.
+* ``think`` is passive; ``submit`` is passive and ends the episode. A task's own tools
+  run their shell-string input when they have one (as `ToolMapping.infer` guesses);
+  anything else (web search, browsers, ``bash_session``) is answered by the simulated
+  backend.
 """
 
 from __future__ import annotations
@@ -66,4 +68,5 @@ PROFILE = HarnessProfile(
     schema_file="inspect.yaml",
     detect=detect,
     aliases=("inspect_ai", "inspect-ai"),
+    open_tool_set=True,
 )

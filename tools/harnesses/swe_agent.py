@@ -1,5 +1,8 @@
 """SWE-agent's and OpenHands' tools.
 
+mini-swe-agent: ``bash`` in a fresh subshell per action, observed as
+``<returncode>N</returncode>`` and the output.
+
 SWE-agent: ``bash`` (the observation is the combined output, or SWE-agent's
 "Your command ran successfully and did not produce any output." when there is none),
 ``str_replace_editor`` (the editor with ``undo_edit``) and ``submit`` (ends the episode).
@@ -19,6 +22,14 @@ from tools.toolmap import ToolBinding
 from tools.transcript import Transcript
 
 NO_OUTPUT = "Your command ran successfully and did not produce any output."
+
+
+def render_mini(result: ExecResult, output: str) -> tuple[str, bool]:
+    """mini-swe-agent's observation: the return code, then the output."""
+    code = result.exit_code if result.exit_code is not None else -1
+    if result.timed_out:
+        return f"The last command timed out and has been killed.\n<output>\n{output}\n</output>", True
+    return f"<returncode>{code}</returncode>\n<output>\n{output}</output>", code != 0
 
 
 def render_swe(result: ExecResult, output: str) -> tuple[str, bool]:
@@ -42,6 +53,11 @@ def swe_bindings() -> dict[str, ToolBinding]:
     }
 
 
+def mini_bindings() -> dict[str, ToolBinding]:
+    # every action runs in a fresh subshell: nothing (not even the directory) carries over
+    return {"bash": ShellTool(name="bash", render=render_mini, persist_cwd=False)}
+
+
 def openhands_bindings() -> dict[str, ToolBinding]:
     return {
         "execute_bash": ShellTool(
@@ -62,7 +78,7 @@ def fallback(name: str) -> ToolBinding | None:
 
 def detect_swe(transcript: Transcript) -> bool:
     meta = transcript.metadata
-    if meta.get("harness") in {"swe-agent", "mini-swe-agent"} or meta.get("source_format") in {"swe-agent"}:
+    if meta.get("harness") == "swe-agent" or meta.get("source_format") == "swe-agent":
         return True
     names = tool_names(transcript)
     return "str_replace_editor" in names and "submit" in names
@@ -83,6 +99,22 @@ SWE_AGENT = HarnessProfile(
     schema_file="swe_agent.yaml",
     detect=detect_swe,
     aliases=("sweagent", "swe_agent"),
+)
+
+
+def detect_mini(transcript: Transcript) -> bool:
+    meta = transcript.metadata
+    return meta.get("harness") == "mini-swe-agent" or meta.get("source_format") == "mini-swe-agent"
+
+
+MINI_SWE_AGENT = HarnessProfile(
+    name="mini-swe-agent",
+    description="mini-swe-agent (one bash action per step, each in a fresh subshell)",
+    bindings=mini_bindings,
+    fallback=fallback,
+    schema_file="mini_swe_agent.yaml",
+    detect=detect_mini,
+    aliases=("mini_swe_agent", "mini"),
 )
 
 OPENHANDS = HarnessProfile(

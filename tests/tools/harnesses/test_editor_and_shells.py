@@ -56,7 +56,7 @@ async def test_editor_commands_are_file_operations(make_session: Any, profile: s
 
 
 async def test_the_2025_anthropic_editor_has_no_undo(make_session: Any) -> None:
-    s = await make_session("anthropic")
+    s = await make_session("anthropic-tools")
     await s.write("f.txt", "a")
     out = await s.call("str_replace_based_edit_tool", command="undo_edit", path=s.path("f.txt"))
     assert out.is_error and "Unrecognized command undo_edit" in out.output
@@ -77,7 +77,7 @@ async def test_inspect_shells_put_stderr_first_and_do_not_flag_exit_codes(make_s
 
 
 async def test_anthropic_bash_is_a_session_with_restart(make_session: Any) -> None:
-    s = await make_session("anthropic")
+    s = await make_session("anthropic-tools")
     await s.call("bash", command="mkdir -p d && cd d")
     assert (await s.call("bash", command="pwd")).output == s.path("d")
     err = await s.call("bash", command="ls missing-file")

@@ -36,7 +36,8 @@ def _calls(*names: str, **metadata: object) -> Transcript:
         (_calls("Bash", "Read", "Edit"), "claude-code"),
         (_calls("bash", "text_editor"), "inspect"),
         (_calls("bash", source_format="inspect"), "inspect"),
-        (_calls("bash", "str_replace_based_edit_tool"), "anthropic"),
+        (_calls("bash", "str_replace_based_edit_tool"), "anthropic-tools"),
+        (_calls("bash", harness="mini-swe-agent"), "mini-swe-agent"),
         (_calls("shell", "apply_patch"), "codex"),
         (_calls("bash", "str_replace_editor", "submit"), "swe-agent"),
         (_calls("execute_bash", "str_replace_editor", "finish"), "openhands"),
@@ -92,3 +93,22 @@ def test_a_log_with_its_own_tool_definitions_is_left_alone() -> None:
     assert reconstruct_tools(transcript, get_profile("inspect")) == []
     assert transcript.tools[0].description == "the eval's own bash"
     assert RECONSTRUCTION_KEY not in transcript.metadata
+
+
+def test_open_tool_sets_keep_an_applications_own_shell_tools() -> None:
+    """An API application using Anthropic's editor also defines its own tools; those that
+    carry a shell string run it, while a closed harness (Claude Code) simulates unknown ones."""
+    transcript = _calls("str_replace_based_edit_tool")
+    transcript.messages[0].content.append(ToolUseBlock(id="x", name="execute_command", input={"command": "ls"}))
+    open_mapping = get_profile("anthropic-tools").mapping(transcript=transcript)
+    assert open_mapping.for_name("execute_command").kind == "command"
+    assert open_mapping.for_name("str_replace_based_edit_tool").kind == "file"
+    closed = get_profile("claude-code").mapping(transcript=transcript)
+    assert closed.for_name("execute_command").kind == "simulated"
+
+
+def test_generic_api_harness_names_do_not_pick_a_profile() -> None:
+    """The Anthropic and OpenAI importers record `anthropic` / `openai-chat`: applications
+    with their own tools, not a harness; the tools decide."""
+    assert detect_profile(_calls("execute_command", harness="anthropic")) is None
+    assert detect_profile(_calls("execute_command", harness="openai-chat")) is None
