@@ -41,6 +41,7 @@ bench: $(VENV)/.stamp-test
 	$(BIN)/python -m benchmarks.sandbox_throughput
 	$(BIN)/python -m benchmarks.sequential
 	$(BIN)/python -m benchmarks.batch
+	$(BIN)/python -m benchmarks.replay_fixtures
 
 fmt: $(VENV)/.stamp-test
 	$(BIN)/ruff format .

@@ -1,7 +1,7 @@
 """The Codex CLI's tools.
 
-* ``shell`` (and ``local_shell``) takes an argv list (usually ``["bash", "-lc", ...]``),
-  an optional ``workdir`` and ``timeout_ms``. Its output is Codex's JSON envelope
+* ``shell`` (and ``local_shell``) takes an argv list (usually ``["bash", "-lc", ...]``;
+  ``shell_command`` takes one string), an optional ``workdir`` and ``timeout_ms``. Its output is Codex's JSON envelope
   ``{"output": ..., "metadata": {"exit_code": N, "duration_seconds": S}}``; replays
   compare the output and the exit code, not the timing. An argv that invokes
   ``apply_patch`` (directly, or as a ``bash -lc`` heredoc) is applied natively, as Codex
@@ -175,6 +175,7 @@ def bindings() -> dict[str, ToolBinding]:
         "shell": CodexShell("shell"),
         "local_shell": CodexShell("local_shell"),
         "container.exec": CodexShell("container.exec"),
+        "shell_command": CodexShell("shell_command"),
         "exec_command": CodexShell("exec_command", command_key="cmd"),
         "apply_patch": CodexApplyPatch(),
         "update_plan": PassiveTool("update_plan", result="Plan updated"),
