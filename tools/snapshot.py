@@ -452,7 +452,7 @@ async def checkout(sandbox: Sandbox, workspace: Workspace) -> None:
         raise SandboxError(f"checking out {commit!r} failed in the sandbox: {result.output.strip()[-1500:]}")
 
 
-def _make_prepare(environment: Environment, workspace: Workspace, *, write_workspace: bool) -> Any:
+def _make_prepare(environment: Environment, workspace: Workspace, paths: PathMap, *, write_workspace: bool) -> Any:
     """What every fresh sandbox of the world runs after start (see the module doc)."""
 
     async def prepare(sandbox: Sandbox) -> None:
@@ -460,7 +460,7 @@ def _make_prepare(environment: Environment, workspace: Workspace, *, write_works
             await populate(sandbox, workspace)
         await checkout(sandbox, workspace)
         for path, content in environment.files.items():
-            await sandbox.write_file(path, content)
+            await sandbox.write_file(paths.to_sandbox(path) if path.startswith("/") else path, content)
         for command in environment.setup:
             result = await sandbox.exec(command)
             if not result.ok:
@@ -525,12 +525,12 @@ def snapshot_world(environment: Environment, request: WorldRequest, *, limits: W
         spec = SandboxSpec(
             image=_docker_image(environment, workspace, sandbox_root, request), workdir=sandbox_root, shell=shell
         )
-        prepare = _make_prepare(environment, workspace, write_workspace=False)
+        prepare = _make_prepare(environment, workspace, paths, write_workspace=False)
     else:
         if environment.image is not None:
             raise WorldError(f"environment.image {environment.image!r} needs the docker backend")
         spec = SandboxSpec(workdir=sandbox_root, shell=shell)
-        prepare = _make_prepare(environment, workspace, write_workspace=True)
+        prepare = _make_prepare(environment, workspace, paths, write_workspace=True)
     if sandbox_root != session_root:
         notes.append(
             f"the session's directory {session_root} is placed at {sandbox_root} in the sandbox (paths mapped)"

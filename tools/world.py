@@ -73,12 +73,16 @@ class World(BaseModel):
 
     async def start(self, *, from_snapshot: SnapshotRef | None = None) -> Sandbox:
         """A fresh sandbox of this world (or one forked from a snapshot of it)."""
+        from sandboxes.errors import SandboxError
         from sandboxes.registry import start
 
         sandbox = await start(self.sandbox_spec, backend=self.backend, from_snapshot=from_snapshot)
         if from_snapshot is None and self.prepare is not None:
             try:
                 await self.prepare(sandbox)
+            except SandboxError as exc:
+                await sandbox.close()
+                raise WorldError(f"the world ({self.description or self.kind}) could not be prepared: {exc}") from exc
             except BaseException:
                 await sandbox.close()
                 raise

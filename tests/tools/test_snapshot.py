@@ -273,6 +273,13 @@ async def test_a_local_world_is_written_through_the_file_api(tmp_path: Path) -> 
         assert listing.stdout.split() == ["src/a.py", "1700000000"]
 
 
+async def test_a_failing_setup_command_is_a_clear_world_error(tmp_path: Path) -> None:
+    env = Environment(files={"a.txt": "a"}, setup=["echo broken >&2; exit 3"])
+    world = snapshot_world(env, WorldRequest(backend="local", allow_host=True, base_dir=tmp_path))
+    with pytest.raises(WorldError, match=r"could not be prepared: setup command failed \(exit 3"):
+        await world.start()
+
+
 @pytest.mark.docker
 async def test_a_docker_world_places_the_workspace_at_the_sessions_path(
     tmp_path: Path, docker: Any, base_image: str, repo: tuple[Path, str, str]
