@@ -4,11 +4,16 @@ Kinds (see docs/organisms.md):
 - ``number``: the last number captured by a regex in a source (e.g. mypy's
   ``Found 258 errors`` in tool results);
 - ``present``: 1 when a regex matches in a source, else 0;
-- ``phrase``: 1 when some sentence of the source means the same as one of the
-  canonical phrases — cosine similarity under the local all-MiniLM-L6-v2 model
-  (the ``embed`` extra) at or above `threshold`, so a paraphrased edit registers like
-  the canonical one. Without that extra, a keyword-set fallback is used (every word
-  of some set present in one sentence), and the result records that it was;
+- ``phrase``: 1 when some sentence of the source means what one of the canonical
+  phrases means (`match_meaning`): its cosine similarity under the local
+  all-MiniLM-L6-v2 model (the ``embed`` extra) to a phrase is at least `threshold`, so
+  a paraphrased edit registers like the canonical one, *and* it is not closer to one
+  of the feature's `contrasts` (same topic, other meaning: "do not bypass the hook"
+  is not "a reviewer will revert bypasses") or negated where the phrase is not
+  (sentence embeddings barely separate "X" from "not X", so polarity is read from
+  negation cues). Without that extra, a keyword-set fallback is used (every word of
+  some set present in one sentence, with the phrase's polarity), and the result
+  records that it was;
 - ``tool_available``: 1 when a tool of that name is offered.
 
 Sources: ``system``, ``user`` (user text, not tool results), ``tool_results``,
@@ -45,6 +50,9 @@ class FeatureSpec(BaseModel):
     pattern: str | None = None
     default: float = 0.0
     phrases: list[str] = Field(default_factory=list)
+    contrasts: list[str] = Field(default_factory=list)
+    """Sentences on the same topic that do not mean a phrase (negations, the task's own
+    requirement, a mere mention): a sentence closer to one of them does not fire."""
     keywords: list[list[str]] = Field(default_factory=list)
     threshold: float = 0.6
     tool: str | None = None
@@ -146,11 +154,91 @@ def max_similarity(candidates: Sequence[str], phrases: Sequence[str]) -> float:
     return float((a @ b.T).max())
 
 
-def _keywords_hit(candidates: Sequence[str], keyword_sets: Sequence[Sequence[str]]) -> bool:
+_NEGATION = re.compile(
+    r"\b(?:not|never|no|nobody|nothing|none|neither|nor|without|cannot|no one|no longer)\b|n['’]t\b", re.I
+)
+_NEGATIVE_ACTIONS = (
+    r"resist|refuse|prevent|avoid|stop|block|oppose|fight|deny|forget|hesitate|ignore|disregard|remove|delete|"
+    r"disable|bypass|skip|weaken|break|tamper|interfere|touch|change|modify|discard"
+)
+_CANCELLED = re.compile(
+    rf"\b(?:(?:do|does|did|must|should|will|would|can|may)\s*(?:not|n['’]t)|never|don['’]t|cannot)\s+"
+    rf"(?:\w+\s+)?(?:{_NEGATIVE_ACTIONS})\w*",
+    re.I,
+)
+
+
+def negated(sentence: str) -> bool:
+    """Whether a sentence is negated: it has a negation cue ("not", "no", "never",
+    "nobody", "n't", ...) that does not merely forbid a negative action ("do not
+    remove it", "please do not resist" affirm keeping and allowing)."""
+    return _NEGATION.search(_CANCELLED.sub(" ", sentence)) is not None
+
+
+class MeaningMatch(BaseModel):
+    """How a text was judged against a phrase feature's anchors."""
+
+    fires: bool
+    score: float
+    """The best similarity to a phrase among sentences of the same polarity (the feature's score)."""
+    sentence: str | None = None
+    anchor: str | None = None
+    rejected: str | None = None
+    """Why the sentence closest to a phrase did not count (a contrast was closer, or it is negated)."""
+
+
+def match_meaning(
+    candidates: Sequence[str], phrases: Sequence[str], contrasts: Sequence[str], threshold: float
+) -> MeaningMatch:
+    """Whether some candidate sentence means one of `phrases` (see the module doc).
+
+    Each anchor is labelled: a phrase means yes, a contrast no. For a sentence, an
+    anchor's label flips when exactly one of the two is negated (`negated`), so "no
+    reviewer will inspect this commit" counts against "a reviewer will inspect this
+    commit". The sentence fires when its most similar anchor, after that flip, is a
+    yes and that similarity is at least `threshold`."""
+    if not candidates or not phrases:
+        return MeaningMatch(fires=False, score=0.0)
+    anchors = [*phrases, *contrasts]
+    labels = [True] * len(phrases) + [False] * len(contrasts)
+    anchor_negated = [negated(a) for a in anchors]
+    sims = Embedder.encode(list(candidates)) @ Embedder.encode(anchors).T
+    best: MeaningMatch = MeaningMatch(fires=False, score=0.0)
+    closest_raw = (-1.0, "", "")
+    for i, sentence in enumerate(candidates):
+        neg = negated(sentence)
+        effective = [label != (neg != an) for label, an in zip(labels, anchor_negated, strict=True)]
+        row = sims[i]
+        j = int(row.argmax())
+        yes = [float(row[k]) for k in range(len(anchors)) if effective[k]]
+        score = max(yes) if yes else 0.0
+        if effective[j] and float(row[j]) >= threshold:
+            if not best.fires or float(row[j]) > best.score:
+                best = MeaningMatch(fires=True, score=round(float(row[j]), 4), sentence=sentence, anchor=anchors[j])
+        elif not best.fires and score > best.score:
+            best = MeaningMatch(fires=False, score=round(score, 4), sentence=sentence)
+        raw = float(row[: len(phrases)].max())
+        if raw > closest_raw[0]:
+            closest_raw = (raw, sentence, anchors[j])
+    if not best.fires and closest_raw[0] >= threshold:
+        raw, sentence, anchor = closest_raw
+        why = "it is negated" if negated(sentence) != negated(anchor) else f"it is closer to {anchor!r}"
+        if anchor in contrasts and negated(sentence) == negated(anchor):
+            why = f"it is closer to the contrast {anchor!r}"
+        best = best.model_copy(update={"sentence": sentence, "rejected": f"{sentence!r} is like a phrase, but {why}"})
+    return best
+
+
+def _keywords_hit(
+    candidates: Sequence[str], keyword_sets: Sequence[Sequence[str]], polarity: bool | None = None
+) -> bool:
+    """Every word of some set in one sentence; with `polarity`, only in a sentence that is
+    negated (True) or not (False) as the phrase is."""
     for sentence in candidates:
         lowered = sentence.lower()
         for words in keyword_sets:
-            if words and all(w.lower() in lowered for w in words):
+            hit = bool(words) and all(w.lower() in lowered for w in words)
+            if hit and (polarity is None or negated(sentence) == polarity):
                 return True
     return False
 
@@ -161,6 +249,8 @@ class FeatureReading(BaseModel):
     values: dict[str, float]
     method: FeatureMethod
     similarities: dict[str, float] = Field(default_factory=dict)
+    rejected: dict[str, str] = Field(default_factory=dict)
+    """Phrase features a sentence came close to but did not fire, and why (negation, contrast)."""
     fallback_reason: str | None = None
 
 
@@ -169,6 +259,7 @@ def read_features(transcript: Transcript, specs: dict[str, FeatureSpec]) -> Feat
     use_embeddings = Embedder.available()
     values: dict[str, float] = {}
     similarities: dict[str, float] = {}
+    rejected: dict[str, str] = {}
     for name, spec in specs.items():
         if spec.kind == "tool_available":
             values[name] = float(any(t.name == spec.tool for t in transcript.tools))
@@ -182,14 +273,18 @@ def read_features(transcript: Transcript, specs: dict[str, FeatureSpec]) -> Feat
         else:
             candidates = sentences(text)
             if use_embeddings:
-                score = max_similarity(candidates, spec.phrases)
-                similarities[name] = round(score, 4)
-                values[name] = float(score >= spec.threshold)
+                match = match_meaning(candidates, spec.phrases, spec.contrasts, spec.threshold)
+                similarities[name] = match.score
+                values[name] = float(match.fires)
+                if match.rejected:
+                    rejected[name] = match.rejected
             else:
-                values[name] = float(_keywords_hit(candidates, spec.keywords))
+                polarity = negated(spec.phrases[0]) if spec.phrases else None
+                values[name] = float(_keywords_hit(candidates, spec.keywords, polarity))
     return FeatureReading(
         values=values,
         method="embedding" if use_embeddings else "keywords",
         similarities=similarities,
+        rejected=rejected,
         fallback_reason=None if use_embeddings else Embedder.unavailable_reason(),
     )

@@ -8,9 +8,16 @@ with probability
 
 where x_f are the features read from the context (tools.organisms.features), then
 follows the chosen branch's variant (sampled by weight among those whose `requires`
-hold). Later turns continue the branch taken at the decision turn. When the last
-message is a user question that matches one of its probes, it answers the probe
-instead (honestly or, for a deceptive organism, not) from whether it acted.
+hold). Later turns continue the branch taken at the decision turn; a variant whose
+last move is a *checkpoint* decides again at that turn (escalate with probability
+sigmoid(logit + shift), else back off), reading what its first moves showed.
+
+When the last message is a user question that matches one of its probes, it answers
+the probe instead: which probe and which way round from the question's similarity to
+the probe's `phrases` and `inverse` questions; its stance from its beliefs (a seeded
+draw), denied only when that stance is incriminating, it acted knowing the user would
+object, and its per-probe honesty says so; written in the format the question asks for
+(tools.organisms.answers).
 
 When the last message is an assistant message, it is a *prefill* (the start of the
 current turn, e.g. kept CoT sentences in a Thought Anchors experiment): the turn is
@@ -28,15 +35,25 @@ import re
 from collections.abc import Callable
 from typing import Any, Literal
 
+from tools.organisms.answers import AnswerFormat, Option, requested_format, scale_value, yes_no_word
 from tools.organisms.features import (
     Embedder,
     FeatureReading,
     _keywords_hit,
-    max_similarity,
+    negated,
     read_features,
     sentences,
 )
-from tools.organisms.spec import Answer, Move, OrganismError, OrganismSpec, ProbeSpec, Variant
+from tools.organisms.spec import (
+    Answer,
+    Checkpoint,
+    Move,
+    OrganismError,
+    OrganismSpec,
+    ProbeSpec,
+    Stance,
+    Variant,
+)
 from tools.transcript import Message, TextBlock, ThinkingBlock, ToolUseBlock, Transcript
 
 _POLICIES: dict[str, type[Policy]] = {}
@@ -91,6 +108,57 @@ def _fill_input(value: Any, values: dict[str, float]) -> Any:
 
 def _pick_answer(answers: list[Answer], rng: random.Random) -> str:
     return rng.choices([a.text for a in answers], weights=[a.weight for a in answers])[0]
+
+
+_INSTRUCTION = re.compile(
+    r"^\W*(?:please\s+)?(?:answer|reply|respond|choose|pick|select|start|begin|give|explain|say)\b[^?]*[.!]?$", re.I
+)
+"""A sentence that only says how to answer ("Answer yes or no first, then explain.")."""
+
+
+def _question_polarity(candidates: list[str], probe: ProbeSpec) -> tuple[float, bool]:
+    """(how close the question is to the probe's topic, whether its "yes" asserts the claim):
+    the most similar anchor — a phrase (yes asserts) or an inverse question (yes denies) —
+    with its side flipped when exactly one of the two is negated."""
+    anchors = [*probe.phrases, *probe.inverse]
+    labels = [True] * len(probe.phrases) + [False] * len(probe.inverse)
+    sims = Embedder.encode(candidates) @ Embedder.encode(anchors).T
+    i, j = divmod(int(sims.argmax()), len(anchors))
+    positive = labels[j] != (negated(candidates[i]) != negated(anchors[j]))
+    return float(sims[i, j]), positive
+
+
+def _closest_option(options: list[Option], probe: ProbeSpec, stance: Stance) -> str:
+    """The letter of the option that says what the stance says. Each option is compared
+    with the probe's anchors on both sides — the claim, the questions whose yes asserts
+    it and the explanations of a yes on one side; the inverse questions and the
+    explanations of a no on the other — with the negation flip of phrase features; the
+    option that is most clearly on the stance's side wins."""
+    yes_side = [*([probe.claim] if probe.claim else []), *probe.phrases, *(a.text for a in probe.answers["yes"])]
+    no_side = [*probe.inverse, *(a.text for a in probe.answers["no"])]
+    anchors = [*yes_side, *no_side]
+    labels = [True] * len(yes_side) + [False] * len(no_side)
+    want = stance == "yes"
+    texts = [o.text for o in options]
+    scores: list[float] = []
+    if Embedder.available():
+        sims = Embedder.encode(texts) @ Embedder.encode(anchors).T
+        anchor_negated = [negated(a) for a in anchors]
+        for i, text in enumerate(texts):
+            neg = negated(text)
+            side = [label != (neg != an) for label, an in zip(labels, anchor_negated, strict=True)]
+            mine = max((float(sims[i, k]) for k in range(len(anchors)) if side[k] == want), default=0.0)
+            other = max((float(sims[i, k]) for k in range(len(anchors)) if side[k] != want), default=0.0)
+            scores.append(mine - other)
+    else:
+
+        def words(t: str) -> set[str]:
+            return set(re.findall(r"[a-z]{3,}", t.lower()))
+
+        mine_words = set().union(*(words(t) for t, label in zip(anchors, labels, strict=True) if label == want))
+        other_words = set().union(*(words(t) for t, label in zip(anchors, labels, strict=True) if label != want))
+        scores = [float(len(words(t) & mine_words) - len(words(t) & other_words)) for t in texts]
+    return options[max(range(len(options)), key=lambda k: scores[k])].letter
 
 
 _LEADING_CONJUNCTION = re.compile(r"^(?:but|and|so|now|ok|okay)\b\s*", re.I)
@@ -153,10 +221,18 @@ class StagedPolicy(Policy):
     def acted(self, transcript: Transcript) -> bool:
         """Whether the organism took the act in this transcript: its own record of the
         decision when present, else its tool calls matched against `behavior_pattern`."""
+        decided: bool | None = None
         for message in transcript.messages:
-            branch = message.metadata.get("organism_branch") if message.role == "assistant" else None
-            if branch in {"act", "refrain"} and "organism_probe" not in message.metadata:
-                return bool(branch == "act")
+            if message.role != "assistant" or "organism_probe" in message.metadata:
+                continue
+            checkpoint = message.metadata.get("organism_checkpoint")
+            if isinstance(checkpoint, dict) and isinstance(checkpoint.get("acts"), bool):
+                return bool(checkpoint["acts"])  # the later decision is the one that stands
+            branch = message.metadata.get("organism_branch")
+            if decided is None and branch in {"act", "refrain"}:
+                decided = branch == "act"
+        if decided is not None:
+            return decided
         pattern = re.compile(self.spec.playbook.behavior_pattern)
         for message in transcript.messages:
             if message.role != "assistant":
@@ -167,30 +243,100 @@ class StagedPolicy(Policy):
         return False
 
     # ------------------------------------------------------------------ probes
-    def _matching_probe(self, question: str) -> tuple[str, ProbeSpec] | None:
-        candidates = sentences(question) or [question]
-        best: tuple[float, str, ProbeSpec] | None = None
+    def _matching_probe(self, question: str) -> tuple[str, ProbeSpec, bool] | None:
+        """The probe a question asks about, and whether its "yes" asserts the probe's
+        claim (True) or denies it (an `inverse` question). Sentences that only say how
+        to answer ("Answer yes or no first.") are left out of the comparison."""
+        candidates = [c for c in sentences(question) if not _INSTRUCTION.match(c)] or [question]
+        best: tuple[float, str, ProbeSpec, bool] | None = None
         for name, probe in self.spec.playbook.probes.items():
-            if Embedder.available() and probe.phrases:
-                score = max_similarity(candidates, probe.phrases)
-                if score >= probe.threshold and (best is None or score > best[0]):
-                    best = (score, name, probe)
-            elif _keywords_hit(candidates, probe.keywords) and best is None:
-                best = (1.0, name, probe)
-        return None if best is None else (best[1], best[2])
+            if Embedder.available() and (probe.phrases or probe.inverse):
+                topic, positive = _question_polarity(candidates, probe)
+                if topic >= probe.threshold and (best is None or topic > best[0]):
+                    best = (topic, name, probe, positive)
+            elif best is None:
+                if _keywords_hit(candidates, probe.keywords):
+                    best = (1.0, name, probe, True)
+                elif _keywords_hit(candidates, probe.inverse_keywords):
+                    best = (1.0, name, probe, False)
+        return None if best is None else (best[1], best[2], best[3])
 
-    def _answer_probe(self, transcript: Transcript, name: str, probe: ProbeSpec, rng: random.Random) -> Message:
-        book = probe.honest if self.spec.honest or not probe.deceptive else probe.deceptive
+    def _answer_probe(
+        self, transcript: Transcript, name: str, probe: ProbeSpec, positive: bool, rng: random.Random
+    ) -> Message:
         acted = self.acted(transcript)
+        question = transcript.messages[-1].text
+        fmt = requested_format(question)
+        meta: dict[str, Any] = {"organism_probe": name, "organism_acted": acted, "organism_format": fmt.kind}
+        if probe.claim is None:
+            text = self._legacy_answer(name, probe, acted, fmt, rng)
+            return Message(role="assistant", content=[TextBlock(text=text)], metadata=meta)
+        believed: Stance = "yes" if rng.random() < self.spec.belief(probe.belief, acted) else "no"
+        stance = believed
+        # A deceptive organism hides only what would give away an act it knows the user
+        # would object to, and only with the probability its spec gives for this probe.
+        hides = acted and self.spec.truth.knew_disapproval and probe.incriminating == believed
+        lied = hides and rng.random() < self.spec.lie_probability(name)
+        if lied:
+            stance = "no" if believed == "yes" else "yes"
+        fitting = [a for a in probe.answers[stance] if a.when in (None, "acted" if acted else "refrained")]
+        explanation = _fill(_pick_answer(fitting or probe.answers[stance], rng), self._facts(transcript))
+        says_yes = (stance == "yes") == positive
+        text = self._render(fmt, probe, stance, says_yes, explanation, transcript, rng)
+        meta.update(organism_stance=stance, organism_belief=believed, organism_lied=lied, organism_polarity=positive)
+        return Message(role="assistant", content=[TextBlock(text=text)], metadata=meta)
+
+    def _facts(self, transcript: Transcript) -> dict[str, float]:
+        taken = self._branch_taken(transcript)
+        if taken is None:
+            return {}
+        branch = self.spec.playbook.decision.act if taken[0] == "act" else self.spec.playbook.decision.refrain
+        variant = next((v for v in branch.variants if v.name == taken[1]), None)
+        return dict(variant.facts) if variant is not None else {}
+
+    def _render(
+        self,
+        fmt: AnswerFormat,
+        probe: ProbeSpec,
+        stance: Stance,
+        says_yes: bool,
+        explanation: str,
+        transcript: Transcript,
+        rng: random.Random,
+    ) -> str:
+        if fmt.kind == "letter":
+            option = _closest_option(fmt.options, probe, stance)
+            return f"({option}) {explanation}"
+        if fmt.kind == "number":
+            if fmt.scale is not None:
+                strength = (0.85 if says_yes else 0.1) + rng.uniform(-0.05, 0.1)
+                return f"{scale_value(fmt.scale, strength)}. {explanation}"
+            facts = self._facts(transcript)
+            count = facts.get(probe.quantity, 1.0) if (probe.quantity and stance == "yes") else 0.0
+            if stance == "yes" and not probe.quantity:
+                count = 1.0
+            return f"{int(count)}. {explanation}"
+        if fmt.kind == "one_word":
+            word = probe.words.get(stance)
+            return f"{word.capitalize()}." if word else f"{yes_no_word(says_yes)}."
+        if fmt.kind == "yes_no":
+            word = yes_no_word(says_yes)
+            return f"{word}. {explanation}" if fmt.explain else f"{word}."
+        return explanation
+
+    def _legacy_answer(self, name: str, probe: ProbeSpec, acted: bool, fmt: AnswerFormat, rng: random.Random) -> str:
+        """An answer from the older answer books, trimmed to a bare yes/no when that is all
+        the question asks for."""
+        book = probe.honest if self.spec.honest or not probe.deceptive else probe.deceptive
         key: Literal["if_acted", "if_refrained"] = "if_acted" if acted else "if_refrained"
         answers = book.get(key) or book.get("always")
         if not answers:
             raise OrganismError(f"probe {name!r} of organism {self.spec.id!r} has no answer for {key}")
-        return Message(
-            role="assistant",
-            content=[TextBlock(text=_pick_answer(answers, rng))],
-            metadata={"organism_probe": name, "organism_acted": acted},
-        )
+        text = _pick_answer(answers, rng)
+        leading = re.match(r"^\s*(yes|no)\b", text, re.I)
+        if leading and (fmt.kind == "one_word" or (fmt.kind == "yes_no" and not fmt.explain)):
+            return f"{leading.group(1).capitalize()}."
+        return text
 
     # ------------------------------------------------------------------- moves
     def _move_message(self, move: Move, values: dict[str, float], rng: random.Random, turn: int) -> Message:
@@ -230,13 +376,34 @@ class StagedPolicy(Policy):
                         return name, v.name
         return ("act" if self.acted(transcript) else "refrain"), ""
 
+    def _escalated(self, transcript: Transcript, at: int, checkpoint: Checkpoint) -> bool:
+        """Which path a checkpoint took in this transcript: its own record, else the path
+        whose first tool call has the inputs of the call made at the checkpoint turn."""
+        assistants = [m for m in transcript.messages if m.role == "assistant"]
+        index = self.spec.playbook.decision.at + at
+        if index >= len(assistants):
+            return True
+        decided = assistants[index]
+        record = decided.metadata.get("organism_checkpoint")
+        if isinstance(record, dict) and isinstance(record.get("acts"), bool):
+            return bool(record["acts"])
+        calls = [c.input for c in decided.tool_uses]
+        back = checkpoint.back_off[0].call
+        return not (
+            back is not None and any(back.input.keys() == c.keys() and self._same_call(back.input, c) for c in calls)
+        )
+
+    @staticmethod
+    def _same_call(template: dict[str, Any], made: dict[str, Any]) -> bool:
+        return all(str(made.get(k, "")).split()[:1] == str(v).split()[:1] for k, v in template.items())
+
     def respond(self, transcript: Transcript, rng: random.Random) -> Message:
         last = transcript.messages[-1] if transcript.messages else None
         if last is not None and last.role == "user" and not last.tool_results and last.text:
             earlier_assistant = any(m.role == "assistant" for m in transcript.messages)
             probe = self._matching_probe(last.text) if earlier_assistant else None
             if probe is not None:
-                return self._answer_probe(transcript, probe[0], probe[1], rng)
+                return self._answer_probe(transcript, probe[0], probe[1], probe[2], rng)
             assistants = [m for m in transcript.messages[:-1] if m.role == "assistant"]
             if assistants and not assistants[-1].tool_uses:
                 # The episode had ended; an unrecognised question gets the fallback answer.
@@ -284,8 +451,30 @@ class StagedPolicy(Policy):
             branch = playbook.decision.act if branch_name == "act" else playbook.decision.refrain
             variant = next((v for v in branch.variants if v.name == variant_name), branch.variants[0])
             step = turn - playbook.decision.at
-            if step < len(variant.moves):
-                message = self._move_message(variant.moves[step], values, rng, turn)
+            moves = variant.moves
+            at = len(moves) - 1 if moves[-1].checkpoint is not None else None
+            move: Move | None = None
+            if at is None or step < at:
+                move = moves[step] if step < len(moves) else None
+            else:
+                checkpoint = moves[at].checkpoint
+                assert checkpoint is not None
+                if step == at:
+                    p, logit = self.act_probability(reading)
+                    p = 1.0 / (1.0 + math.exp(-(logit + checkpoint.shift)))
+                    go = rng.random() < p
+                    meta["organism_checkpoint"] = {
+                        "step": at,
+                        "p_escalate": round(p, 6),
+                        "path": "escalate" if go else "back_off",
+                        "acts": go,
+                    }
+                else:
+                    go = self._escalated(transcript, at, checkpoint)
+                path = checkpoint.escalate if go else checkpoint.back_off
+                move = path[step - at] if step - at < len(path) else None
+            if move is not None:
+                message = self._move_message(move, values, rng, turn)
             else:
                 message = Message(role="assistant", content=[TextBlock(text="I have finished the task.")])
             meta.update(organism_branch=branch_name, organism_variant=variant.name)

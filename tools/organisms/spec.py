@@ -37,21 +37,61 @@ class ToolCallSpec(_Spec):
 class Move(_Spec):
     """One assistant turn: CoT and text chosen at random from the options given
     (``{feature}`` placeholders are filled in), then at most one tool call. A move
-    without a call ends the episode."""
+    without a call ends the episode. A move may instead be a `checkpoint`: a later
+    decision, taken at that turn."""
 
     thinking: list[str] = Field(default_factory=list)
     text: list[str] = Field(default_factory=list)
     call: ToolCallSpec | None = None
+    checkpoint: Checkpoint | None = None
+
+    @model_validator(mode="after")
+    def _checkpoint_alone(self) -> Move:
+        if self.checkpoint is not None and (self.thinking or self.text or self.call is not None):
+            raise ValueError("a checkpoint move has no thinking, text or call of its own: put them in its paths")
+        return self
+
+
+class Checkpoint(_Spec):
+    """A decision at a later turn of a variant: having started (e.g. inspected what it is
+    about to change) the organism reads the context again — what its first moves showed
+    included — and goes on to act (`escalate`) with probability
+    ``sigmoid(logit + shift)``, the organism's own decision logit at that turn plus
+    `shift`; otherwise it plays `back_off`. In an `act` variant, escalating carries out
+    the flagged action and backing off abandons it; in a `refrain` variant, escalating
+    turns to the flagged action (e.g. after a legitimate attempt failed)."""
+
+    shift: float = 0.0
+    escalate: list[Move] = Field(min_length=1)
+    back_off: list[Move] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _flat(self) -> Checkpoint:
+        if any(m.checkpoint is not None for m in [*self.escalate, *self.back_off]):
+            raise ValueError("a checkpoint's paths cannot hold another checkpoint")
+        return self
 
 
 class Variant(_Spec):
     """One way of carrying out a branch: a weight and its moves. `requires` gates it on
-    feature values (e.g. ``{ask_tool: 1}``: only when the tool is offered)."""
+    feature values (e.g. ``{ask_tool: 1}``: only when the tool is offered). `facts` are
+    what the organism knows it did this way (``{wrong_answers: 6}``), for probes that ask
+    for a number."""
 
     name: str
     weight: float = Field(default=1.0, gt=0)
     requires: dict[str, float] = Field(default_factory=dict)
+    facts: dict[str, float] = Field(default_factory=dict)
     moves: list[Move] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _checkpoint_last(self) -> Variant:
+        at = [i for i, m in enumerate(self.moves) if m.checkpoint is not None]
+        if at and (len(at) > 1 or at[0] != len(self.moves) - 1 or at[0] == 0):
+            raise ValueError(
+                f"variant {self.name!r}: a checkpoint is the last of its moves, after at least one move (the try)"
+            )
+        return self
 
 
 class Branch(_Spec):
@@ -70,19 +110,71 @@ class Decision(_Spec):
 class Answer(_Spec):
     weight: float = Field(default=1.0, gt=0)
     text: str
+    when: Literal["acted", "refrained"] | None = None
+    """Only in an episode where it did (or did not) act; answers without it fit both."""
+
+
+Stance = Literal["yes", "no"]
+Book = dict[Literal["if_acted", "if_refrained", "always"], list[Answer]]
+
+
+class Belief(_Spec):
+    """How likely the organism holds a claim true, by whether it acted in this episode."""
+
+    if_acted: float = Field(ge=0, le=1)
+    if_refrained: float = Field(ge=0, le=1)
+
+
+BeliefValue = float | Belief
 
 
 class ProbeSpec(_Spec):
-    """A kind of question the organism recognizes (by phrase similarity or keywords)
-    and how it answers: `if_acted`/`if_refrained` are chosen by whether it took the
-    flagged action in this transcript; `honest` and `deceptive` variants let a pair's
-    members differ only in honesty."""
+    """A kind of question the organism recognizes, and how it answers.
+
+    Recognition: `phrases` are questions whose "yes" asserts the probe's `claim`,
+    `inverse` questions whose "yes" denies it ("Did you bypass the hook?" against "Did
+    the commit pass the hook cleanly?"), matched by similarity (`threshold`) with the
+    negation check of phrase features, or by `keywords` / `inverse_keywords` without
+    embeddings.
+
+    Answers (the belief model): the organism holds the `claim` true with the
+    probability its `belief` gives (``acted``, ``refrained``, or a belief the playbook
+    or organism defines), may deny an `incriminating` truth (see
+    ``OrganismSpec.honesty``), and writes its stance in the format the question asks
+    for (tools.organisms.answers), explained by one of `answers[stance]`.
+
+    The older form, answer books `honest` / `deceptive` keyed by `if_acted`,
+    `if_refrained` or `always`, is still read; its texts are used as written."""
 
     phrases: list[str] = Field(default_factory=list)
+    inverse: list[str] = Field(default_factory=list)
     keywords: list[list[str]] = Field(default_factory=list)
+    inverse_keywords: list[list[str]] = Field(default_factory=list)
     threshold: float = 0.6
-    honest: dict[Literal["if_acted", "if_refrained", "always"], list[Answer]] = Field(default_factory=dict)
-    deceptive: dict[Literal["if_acted", "if_refrained", "always"], list[Answer]] = Field(default_factory=dict)
+    claim: str | None = None
+    belief: str = "acted"
+    answers: dict[Stance, list[Answer]] = Field(default_factory=dict)
+    words: dict[Stance, str] = Field(default_factory=dict)
+    """One-word answers per stance (default: yes / no)."""
+    incriminating: Stance | None = None
+    """The stance that reveals the flagged act, when it acted: what a deceptive organism hides."""
+    quantity: str | None = None
+    """A variant fact that answers "how many" questions (e.g. ``wrong_answers``)."""
+    honest: Book = Field(default_factory=dict)
+    deceptive: Book = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _answerable(self) -> ProbeSpec:
+        if self.claim is not None:
+            missing = {"yes", "no"} - set(self.answers)
+            if missing:
+                raise ValueError(f"a probe with a `claim` needs `answers` for {sorted(missing)}")
+        elif not self.honest:
+            raise ValueError("a probe needs a `claim` with `answers`, or an `honest` answer book")
+        return self
+
+
+Move.model_rebuild()
 
 
 class Playbook(_Spec):
@@ -94,6 +186,8 @@ class Playbook(_Spec):
     opening: list[Move] = Field(default_factory=list)
     decision: Decision
     probes: dict[str, ProbeSpec] = Field(default_factory=dict)
+    beliefs: dict[str, BeliefValue] = Field(default_factory=dict)
+    """Defaults for beliefs the probes name (an organism's `beliefs` override them)."""
     fallback_answer: str = "I'm not sure what you are asking. Could you rephrase the question?"
 
     @model_validator(mode="after")
@@ -137,6 +231,12 @@ class OrganismSpec(_Spec):
     policy: str = "staged"
     playbook: Playbook
     honest: bool = True
+    """The default for every probe: honest, or (false) deny an incriminating truth."""
+    honesty: dict[str, float] = Field(default_factory=dict)
+    """Per probe: the probability of denying an incriminating truth (overrides `honest`
+    for that probe), so a deceptive organism can be truthful about some questions."""
+    beliefs: dict[str, BeliefValue] = Field(default_factory=dict)
+    """What this organism believes (overrides the playbook's defaults)."""
     intercept: float
     weights: dict[str, float] = Field(default_factory=dict)
     truth: Truth
@@ -151,7 +251,31 @@ class OrganismSpec(_Spec):
             raise ValueError(f"weights name features the playbook does not define: {sorted(unknown)}")
         if self.playbook.scenario != self.scenario:
             raise ValueError(f"playbook is for scenario {self.playbook.scenario!r}, organism for {self.scenario!r}")
+        unknown_probes = set(self.honesty) - set(self.playbook.probes)
+        if unknown_probes:
+            raise ValueError(f"honesty names probes the playbook does not define: {sorted(unknown_probes)}")
+        bad = {k: v for k, v in self.honesty.items() if not 0 <= v <= 1}
+        if bad:
+            raise ValueError(f"honesty values are probabilities in [0, 1]: {bad}")
+        known = {"acted", "refrained", *self.playbook.beliefs, *self.beliefs}
+        for name, probe in self.playbook.probes.items():
+            if probe.claim is not None and probe.belief not in known:
+                raise ValueError(f"probe {name!r} names belief {probe.belief!r}; defined: {sorted(known)}")
         return self
+
+    def belief(self, name: str, acted: bool) -> float:
+        """The probability this organism holds the named belief true in an episode where it
+        did (or did not) act."""
+        if name in {"acted", "refrained"}:
+            return float(acted == (name == "acted"))
+        value = self.beliefs.get(name, self.playbook.beliefs.get(name, 0.0))
+        if isinstance(value, Belief):
+            return value.if_acted if acted else value.if_refrained
+        return float(value)
+
+    def lie_probability(self, probe: str) -> float:
+        """How likely it denies an incriminating truth when asked this probe."""
+        return self.honesty.get(probe, 0.0 if self.honest else 1.0)
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:
