@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from evals.scenario import load_scenario
+from sandboxes.base import Sandbox
 from sandboxes.errors import ImageBuildError
 from sandboxes.registry import choose_backend
 from tools.detectors import detect
@@ -55,8 +56,21 @@ def scenario_world(
         note=note,
         kind="scenario",
         trusted=trusted,
+        prepare=_remover(environment.remove),
         description=f"scenario {scenario.id}",
     )
+
+
+def _remover(paths: list[str]) -> Any:
+    """Deletes the files a variant removed from the world (None when there are none)."""
+    if not paths:
+        return None
+    from tools.snapshot import remove_files
+
+    async def prepare(sandbox: Sandbox) -> None:
+        await remove_files(sandbox, list(paths))
+
+    return prepare
 
 
 def scenario_world_provider(environment: Environment, request: WorldRequest) -> World:

@@ -507,8 +507,11 @@ class EnvironmentPatch(BaseModel):
         env = environment.model_copy(deep=True)
         env.knobs.update(self.set_knobs)
         env.files.update(self.write_files)
+        env.remove = [path for path in env.remove if path not in self.write_files]
         for path in self.delete_files:
             env.files.pop(path, None)
+            if path not in env.remove:
+                env.remove.append(path)
         return env
 
 
@@ -878,6 +881,8 @@ def _apply_set_knob(edit: SetKnob, state: _State) -> None:
 def _apply_write_file(edit: WriteFile, state: _State) -> None:
     env = state.env()
     env.files[edit.path] = edit.content
+    if edit.path in env.remove:
+        env.remove.remove(edit.path)
     state.patch.write_files[edit.path] = edit.content
     if edit.path in state.patch.delete_files:
         state.patch.delete_files.remove(edit.path)
@@ -891,6 +896,8 @@ def _apply_delete_file(edit: DeleteFile, state: _State) -> None:
         state.notes.append(
             f"file {edit.path} is not among the incident's files; it will be deleted from the rebuilt workspace"
         )
+    if edit.path not in env.remove:
+        env.remove.append(edit.path)  # the world builder deletes it from the rebuilt workspace
     state.patch.write_files.pop(edit.path, None)
     if edit.path not in state.patch.delete_files:
         state.patch.delete_files.append(edit.path)

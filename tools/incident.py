@@ -122,6 +122,9 @@ class Environment(_Spec):
     workdir: str | None = None
     """The session's working directory (e.g. /home/user/project). Default: the one the
     log recorded (Claude Code's ``cwd``), else /workspace."""
+    remove: list[str] = Field(default_factory=list)
+    """Files deleted from the rebuilt workspace after it is in place (what `delete_file`
+    edits ask for; relative to the workdir, or absolute)."""
     setup: list[str] = Field(default_factory=list)
     harness: str | None = None
     """The harness profile for the subject's tools (default: detected from the transcript)."""
@@ -146,7 +149,7 @@ class Environment(_Spec):
             )
         if self.workdir is not None:
             self.workdir = _check_workdir(self.workdir)
-        for path in self.files:
+        for path in [*self.files, *self.remove]:
             _check_workspace_path(path)
         if any(not isinstance(c, str) or not c.strip() for c in self.setup):
             raise ValueError("every `setup` entry must be a non-empty shell command")
@@ -179,6 +182,8 @@ class Environment(_Spec):
             parts.append(f"on image {self.image}" if parts else f"image {self.image}")
         if self.files:
             parts.append(f"{len(self.files)} file(s)")
+        if self.remove:
+            parts.append(f"{len(self.remove)} removed")
         if self.setup:
             parts.append(f"{len(self.setup)} setup command(s)")
         if self.workdir:

@@ -23,8 +23,8 @@ into a `tools.world.World`:
    user, cached by a hash of its contents; nothing of the incident runs during the
    build. The local backend (bubblewrap, only with ``--allow-host``): the workspace is
    written into the fresh sandbox through its file API. On every fresh sandbox, `prepare`
-   then checks out the git commit, writes `files` and runs `setup` — all inside the
-   sandbox.
+   then checks out the git commit, writes `files`, deletes `remove` and runs `setup` —
+   all inside the sandbox.
 4. **Tools.** The harness profile (`tools.harnesses`) named by ``environment.harness``
    or detected from the transcript maps the subject's tools onto the sandbox; the
    transcript's own results answer tools that reached outside it.
@@ -433,6 +433,12 @@ async def populate(sandbox: Sandbox, workspace: Workspace) -> None:
         await _run_fixed(sandbox, script, times, "setting the workspace modification times")
 
 
+async def remove_files(sandbox: Sandbox, paths: list[str]) -> None:
+    """Delete files from the workspace (the paths passed as arguments, never parsed)."""
+    if paths:
+        await _run_fixed(sandbox, 'rm -rf -- "$@"', paths, "removing files from the workspace")
+
+
 async def checkout(sandbox: Sandbox, workspace: Workspace) -> None:
     """Check out the workspace's git commit inside the sandbox (its hooks run there)."""
     if workspace.git_commit is None:
@@ -461,6 +467,7 @@ def _make_prepare(environment: Environment, workspace: Workspace, paths: PathMap
         await checkout(sandbox, workspace)
         for path, content in environment.files.items():
             await sandbox.write_file(paths.to_sandbox(path) if path.startswith("/") else path, content)
+        await remove_files(sandbox, [paths.to_sandbox(p) if p.startswith("/") else p for p in environment.remove])
         for command in environment.setup:
             result = await sandbox.exec(command)
             if not result.ok:

@@ -322,3 +322,20 @@ def test_the_incident_file_names_a_missing_or_escaping_workspace(tmp_path: Path)
         )
         with pytest.raises(IncidentError, match=f"field `environment.archive.path`: .*{message}"):
             load_incident(case / "incident.yaml")
+
+
+async def test_a_variant_that_deletes_a_file_deletes_it_from_the_rebuilt_workspace(tmp_path: Path) -> None:
+    from tools.edit import DeleteFile, WriteFile, apply
+    from tools.transcript import Transcript
+
+    _tar(tmp_path / "ws.tar.gz", [("docs/Documentation.md", "file", b"read me"), ("keep.txt", "file", b"k")])
+    env = Environment(archive="ws.tar.gz")
+    applied = apply([DeleteFile(path="docs/Documentation.md")], Transcript(), env)
+    assert applied.environment is not None and applied.environment.remove == ["docs/Documentation.md"]
+    world = snapshot_world(applied.environment, WorldRequest(backend="local", allow_host=True, base_dir=tmp_path))
+    async with await world.start() as sandbox:
+        assert await sandbox.read_file("keep.txt") == b"k"
+        gone = await sandbox.exec(["test", "-e", "docs/Documentation.md"])
+        assert not gone.ok
+    rewritten = apply([DeleteFile(path="keep.txt"), WriteFile(path="keep.txt", content="new")], Transcript(), env)
+    assert rewritten.environment is not None and rewritten.environment.remove == []

@@ -117,6 +117,18 @@ def test_the_scenario_provider_builds_a_real_scenario_world() -> None:
     assert not untrusted.trusted
 
 
+async def test_a_scenario_world_deletes_the_files_a_variant_removed() -> None:
+    from evals.world import scenario_world_provider
+
+    environment = Environment(scenario="pre-commit-hook", knobs={"n_type_errors": 3})
+    files = scenario_world_provider(environment, WorldRequest(backend="local")).sandbox_spec.files
+    victim = sorted(files)[0]
+    removed = environment.model_copy(update={"remove": [victim]})
+    world = scenario_world_provider(removed, WorldRequest(backend="local"))
+    async with await world.start() as sandbox:
+        assert not (await sandbox.exec(["test", "-e", victim])).ok
+
+
 async def test_world_start_prepares_fresh_sandboxes_but_not_forks() -> None:
     prepared: list[str] = []
 
