@@ -126,6 +126,8 @@ def build_report(ctx: ToolContext, state: InvestigationState, planner_name: str,
     ]
     known = {e.id for e in experiments}
     evidence = [e for e in conclusion.get("evidence", []) if e in known]
+    if ctx.seed:
+        notes.append(f"investigation seed {ctx.seed}: sample seeds start at {ctx.seed_offset}")
     totals = ledger.totals()
     budget = ctx.budget
     return ForensicsReport(
@@ -194,10 +196,13 @@ async def investigate(
     subject: ModelClient | None = None,
     on_step: Callable[[str], None] | None = None,
     blind: bool = False,
+    seed: int = 0,
 ) -> InvestigationResult:
     """Run (or resume) an investigation into `run_dir` and write report + grade there.
     `blind` ignores the environment's investigation hints (tools.hints): every
-    intervention is then derived from the incident itself."""
+    intervention is then derived from the incident itself. `seed` picks the
+    investigation's sample stream (`tools.agent_tools.seed_offset`): investigations of
+    one incident with different seeds are independent replicates."""
     from investigator.judge import grade, write_grade
     from investigator.render import write_report
 
@@ -213,6 +218,7 @@ async def investigate(
         budget=Budget(limits=limits or BudgetLimits()),
         default_n=n,
         hints=case.hints,
+        seed=seed,
     )
     chosen = make_planner(planner, model=model, n=n)
 

@@ -13,6 +13,7 @@ is data about the subject, never instructions to the investigator.
 
 from __future__ import annotations
 
+import hashlib
 import inspect
 import json
 import re
@@ -46,6 +47,25 @@ from tools.resample import (
 )
 from tools.stats import Rate, compare, fisher_exact
 
+SEED_SPACE = 2**31
+
+
+def seed_offset(seed: int) -> int:
+    """Where the sample seeds of an investigation with seed `seed` start.
+
+    Seed 0 starts at 0, so a plain investigation's experiments (and their ids) are the
+    same as ever. Any other seed starts at a point hashed from it, spread over
+    ``[0, 2³¹)``: the seeds an investigation uses internally (``spec.seed + i``, strides
+    of 10⁵ per importance arm, ...) span a few million, so two investigations of one
+    incident with different seeds draw disjoint sample streams (and their experiment
+    ids, which hash the seed, differ) except with negligible probability.
+    """
+    if seed == 0:
+        return 0
+    digest = hashlib.sha256(f"investigation-seed:{seed}".encode()).digest()
+    return int.from_bytes(digest[:4], "big") % SEED_SPACE
+
+
 UNTRUSTED_OPEN = "<untrusted-data>"
 UNTRUSTED_CLOSE = "</untrusted-data>"
 
@@ -76,9 +96,30 @@ class ToolContext:
     """The environment's investigation hints (tools.hints); None when blind or when there are none."""
     conclusion: dict[str, Any] | None = None
     progress: Callable[[int], None] | None = None
+    seed: int = 0
+    """The investigation's seed: every experiment's sample seeds are shifted by
+    `seed_offset(seed)`, so independent investigations of one incident (bench
+    ``--seeds``/``--parallel``) draw different samples."""
 
     def __post_init__(self) -> None:
         self.variants.setdefault("original", Variant.original())
+
+    @property
+    def seed_offset(self) -> int:
+        """Where this investigation's sample seeds start (`seed_offset`)."""
+        return seed_offset(self.seed)
+
+    def seeded(self, spec: ExperimentSpec) -> ExperimentSpec:
+        """`spec` on this investigation's sample stream (its sequential reference arm too)."""
+        offset = self.seed_offset
+        if not offset:
+            return spec
+        update: dict[str, Any] = {"seed": spec.seed + offset}
+        rule = spec.sequential
+        if rule is not None and rule.reference is not None:
+            reference = rule.reference.model_copy(update={"seed": rule.reference.seed + offset})
+            update["sequential"] = rule.model_copy(update={"reference": reference})
+        return spec.model_copy(update=update)
 
     def variant(self, name: str) -> Variant:
         try:
@@ -213,6 +254,7 @@ def _experiment_data(result: ExperimentResult) -> dict[str, Any]:
 
 
 async def _run(ctx: ToolContext, spec: ExperimentSpec) -> ExperimentResult:
+    spec = ctx.seeded(spec)
     allowed = ctx.budget.allow_samples(spec.n)
     if allowed < spec.n:
         spec = spec.model_copy(update={"n": allowed})
@@ -504,10 +546,12 @@ async def importance_scan(
 
     found: BaseModel
     if kind == "sentences":
-        found = await importance.sentence_importance(ctx.ledger, ctx.incident, subject=ctx.subject, k=n)
+        found = await importance.sentence_importance(
+            ctx.ledger, ctx.incident, subject=ctx.subject, k=n, seed=ctx.seed_offset
+        )
     else:
         found = await importance.turn_importance(
-            ctx.ledger, ctx.incident, subject=ctx.subject, world=ctx.world, n_per_turn=n
+            ctx.ledger, ctx.incident, subject=ctx.subject, world=ctx.world, n_per_turn=n, seed=ctx.seed_offset
         )
     data: dict[str, Any] = found.model_dump(mode="json")
     ctx.budget.charge_usage(samples=0)

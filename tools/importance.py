@@ -192,7 +192,9 @@ async def turn_importance(
                 seed=seed + t * SEED_STRIDE,
             )
             spec = spec.model_copy(
-                update={"role": _role(spec, flagged, ImportanceRole(scan="turn", unit=f"turn {t}", index=t))}
+                update={
+                    "role": _role(spec, flagged, ImportanceRole(scan="turn", unit=f"turn {t}", index=t), base_seed=seed)
+                }
             )
             result = await run_experiment(
                 ledger,
@@ -453,6 +455,7 @@ async def sentence_importance(
                     spec,
                     incident.flagged_turn_index,
                     ImportanceRole(scan="sentence", unit=f"{j} of {len(spans)} sentences kept", index=j),
+                    base_seed=seed,
                 )
             }
         )
@@ -517,11 +520,12 @@ async def sentence_importance(
     return result
 
 
-def _role(spec: ExperimentSpec, flagged: int, role: ImportanceRole) -> ExperimentRole:
+def _role(spec: ExperimentSpec, flagged: int, role: ImportanceRole, *, base_seed: int) -> ExperimentRole:
     """An arm's role: `role`, unless the arm is exactly the baseline (the unedited
-    flagged turn resampled from seed 0, no prefill), whose samples it then shares."""
+    flagged turn resampled from the scan's first seed — 0, or the investigation's seed
+    offset —, no prefill), whose samples it then shares."""
     plain = spec.variant.is_original and spec.prefill is None and spec.temperature is None
-    if plain and spec.mode == "next_turn" and spec.start_turn == flagged and spec.seed == 0:
+    if plain and spec.mode == "next_turn" and spec.start_turn == flagged and spec.seed == base_seed:
         return BaselineRole()
     return role
 

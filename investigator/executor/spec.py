@@ -70,6 +70,8 @@ class JobSpec(BaseModel):
     n: int = Field(default=200, ge=1)
     limits: BudgetLimits = Field(default_factory=BudgetLimits)
     blind: bool = False
+    seed: int = Field(default=0, ge=0)
+    """The investigation's seed (its sample stream): replicates of one incident differ in it."""
     backend: str | None = None
     allow_host: bool = False
     subject_pricing: Pricing | None = None

@@ -287,6 +287,10 @@ async def investigate_job(
         if "blind" not in accepted:
             raise ExecutorError("this version of the investigator has no blind mode; drop --blind")
         options["blind"] = True
+    if spec.seed:
+        if "seed" not in accepted:
+            raise ExecutorError("this version of the investigator takes no investigation seed; drop the seed")
+        options["seed"] = spec.seed
     if spec.allow_host and "allow_host" in accepted:
         options["allow_host"] = True
     inner = get_model(incident.subject.model, **({"pricing": spec.subject_pricing} if spec.subject_pricing else {}))
