@@ -10,8 +10,6 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console, Group
-from rich.live import Live
-from rich.table import Table
 from rich.text import Text
 
 from investigator.audit import (
@@ -24,61 +22,14 @@ from investigator.audit import (
     record_input_errors,
     write_outputs,
 )
+from investigator.batch_view import batch_table, run_live
 from investigator.executor import Executor, JobRecord, JobState
 from tools.incident import Environment
-
-STYLE = {"done": "green", "failed": "red", "running": "cyan", "pending": "dim", "cancelled": "yellow"}
-VERDICT_STYLE = {"misalignment": "bold red", "mistake": "bold yellow", "inconclusive": "bold"}
-SHOWN = 30
 
 
 def live_table(executor: Executor, *, budget: float | None, final: bool = False) -> Group:
     """The batch as a table: every running job, then the latest others (all when final)."""
-    records = executor.jobs()
-    counts = {s: sum(1 for r in records if r.state is s) for s in JobState}
-    spent = sum(r.dollars for r in records)
-    head = Text.assemble(
-        ("audit ", "bold"),
-        " · ".join(f"{counts[s]} {s.value}" for s in JobState if counts[s]),
-        f" · ${spent:.2f} spent" + (f" of ${budget:.2f}" if budget is not None else ""),
-        f" · {sum(r.samples for r in records)} samples",
-    )
-    shown: list[JobRecord]
-    if final or len(records) <= SHOWN:
-        shown = records
-    else:
-        running = [r for r in records if r.state is JobState.running]
-        rest = sorted((r for r in records if r.state is not JobState.running), key=lambda r: -(r.finished or 0))
-        shown = running + rest[: max(0, SHOWN - len(running))]
-    table = Table(show_lines=False, expand=False)
-    for column, justify in (
-        ("job", "left"),
-        ("state", "left"),
-        ("verdict", "left"),
-        ("motivation", "left"),
-        ("conf", "right"),
-        ("tool calls", "right"),
-        ("samples", "right"),
-        ("$", "right"),
-        ("try", "right"),
-        ("", "left"),
-    ):
-        table.add_column(column, justify=justify)  # type: ignore[arg-type]
-    for r in shown:
-        detail = r.error or r.note or ""
-        table.add_row(
-            r.id,
-            Text(r.state.value, style=STYLE[r.state.value]),
-            Text(r.verdict or "", style=VERDICT_STYLE.get(r.verdict or "", "")),
-            r.motivation or "",
-            f"{r.confidence:.2f}" if r.confidence is not None else "",
-            str(r.tool_calls),
-            str(r.samples),
-            f"{r.dollars:.4f}",
-            str(r.attempts),
-            Text(detail[:160], style="red" if r.error else "dim"),
-        )
-    return Group(head, table)
+    return batch_table(executor.jobs(), title="audit", budget=budget, final=final)
 
 
 async def run_audit(
@@ -111,16 +62,7 @@ async def run_audit(
         f"[bold]auditing[/bold] {len(items)} incident(s) with the {items_spec.planner} planner on the "
         f"{executor_name} executor ({executor.workers} at a time) → {out}"
     )
-    await executor.start()
-    try:
-        with Live(live_table(executor, budget=budget), console=console, refresh_per_second=2, transient=True) as live:
-            waiter = asyncio.ensure_future(executor.wait())
-            while not waiter.done():
-                await asyncio.wait({waiter}, timeout=0.5)
-                live.update(live_table(executor, budget=budget))
-            waiter.result()
-    finally:
-        await executor.stop()
+    await run_live(console, executor, lambda: live_table(executor, budget=budget))
     records = executor.jobs()
     console.print(live_table(executor, budget=budget, final=True))
     for record in records:
