@@ -40,6 +40,9 @@ def register(app: typer.Typer) -> None:
     app.command("organisms")(organisms_command)
     app.command("scenarios")(scenarios_command)
     app.command("demo")(demo_command)
+    from evals.bench_cli import bench_command
+
+    app.command("bench")(bench_command)
 
 
 def demo_command(
