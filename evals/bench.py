@@ -48,6 +48,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from investigator.executor import Executor, ExecutorError, JobRecord, JobSpec, JobState
 from investigator.investigate import PlannerName
+from sandboxes.errors import SandboxError
 from tools.budget import BudgetLimits
 from tools.errors import ForensicsError
 from tools.incident import load_incident
@@ -437,8 +438,9 @@ async def submit_cases(
                 path = await catch_incident(case, out, backend=config.backend, max_episodes=config.max_episodes)
             except BenchError:
                 raise
-            except ForensicsError as exc:
-                problems.append(BenchProblem(stage="catch", subject=case.organism.id, seed=case.seed, error=str(exc)))
+            except (ForensicsError, SandboxError) as exc:  # this case is lost; the others still run
+                reason = " ".join(str(exc).split()) or type(exc).__name__
+                problems.append(BenchProblem(stage="catch", subject=case.organism.id, seed=case.seed, error=reason))
                 continue
         caught[case.id] = path
         for spec in job_specs(case, path, config, out):
