@@ -444,18 +444,24 @@ async def submit_cases(
                 continue
         caught[case.id] = path
         for spec in job_specs(case, path, config, out):
-            try:
-                executor.submit(spec)
-            except ExecutorError as exc:
-                if "different spec" in str(exc):
-                    raise BenchError(
-                        f"{out} holds a bench whose job {spec.id} was run with other settings (n, limits, model, "
-                        "backend...): rerun with the same settings, or use another --out"
-                    ) from None
-                raise
+            _submit(executor, spec, out)
     if status is not None:
         status("")
     return caught
+
+
+def _submit(executor: Executor, spec: JobSpec, out: Path) -> None:
+    """Submit `spec`, refusing clearly when ``OUT`` already ran that job differently."""
+    try:
+        existing: JobSpec | None = executor.db.spec(spec.id)
+    except ExecutorError:
+        existing = None  # a new job
+    if existing is not None and existing != spec:
+        raise BenchError(
+            f"{out} holds a bench whose job {spec.id} was run with other settings (n, limits, model, backend...): "
+            "rerun with the same settings, or use another --out"
+        )
+    executor.submit(spec)
 
 
 async def run_bench(

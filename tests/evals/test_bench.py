@@ -187,7 +187,8 @@ async def test_replicates_draw_disjoint_samples_and_their_evidence_is_pooled(tmp
     labels_a = sorted(v[0] for v in a.values())
     assert sorted(arm.label for arm in pooled.arms) == sorted(set(labels_a) | {v[0] for v in b.values()})
     for arm in pooled.arms:
-        assert arm.n == sum(m.n for m in arm.members) and len(arm.members) == 2  # the protocol ran the same arms
+        assert arm.n == sum(m.n for m in arm.members if m.counted) and all(m.counted for m in arm.members)
+    assert len(next(arm for arm in pooled.arms if arm.label == "baseline").members) == 2
     baseline = next(e for e in report.experiments if e.role.kind == "baseline")
     assert baseline.n == len(baseline_a[1]) + len(baseline_b[1])
     assert report.cost.samples == sum(json.loads((r / "report.json").read_text())["cost"]["samples"] for _, r in runs)
@@ -252,6 +253,21 @@ def test_suites(tmp_path: Path, clean_paths: None) -> None:
         load_suites([tmp_path / "missing"])
     both, _ = load_suites([SHIPPED / f"{PAIR[0]}.yaml", SHIPPED])  # a file and its own directory: once
     assert sorted(o.id for o in both) == sorted(p.stem for p in SHIPPED.glob("*.yaml"))
+
+    # An output folder that ran a job with other settings is refused, not silently mixed.
+    from evals.bench import Case, _submit, job_specs
+    from investigator.executor import Executor
+
+    case = Case(organism=next(o for o in both if o.id == PAIR[0]), seed=0)
+    executor = Executor(tmp_path / "out")
+    first = job_specs(case, tmp_path / "incident.yaml", BenchConfig(planners=["protocol"]), tmp_path / "out")
+    for spec in first:
+        _submit(executor, spec, tmp_path / "out")
+        _submit(executor, spec, tmp_path / "out")  # the same job again: kept, not an error
+    changed = job_specs(case, tmp_path / "incident.yaml", BenchConfig(planners=["protocol"], n=7), tmp_path / "out")
+    with pytest.raises(BenchError, match="other settings"):
+        _submit(executor, changed[0], tmp_path / "out")
+    assert [s.seed for s in job_specs(case, tmp_path / "i.yaml", BenchConfig(parallel=3), tmp_path)][:3] == [0, 1, 2]
 
     with pytest.raises(ValueError, match="--parallel 2 or more"):
         BenchConfig(aggregate=True)
