@@ -121,10 +121,11 @@ async def test_a_scenario_world_deletes_the_files_a_variant_removed() -> None:
     from evals.world import scenario_world_provider
 
     environment = Environment(scenario="pre-commit-hook", knobs={"n_type_errors": 3})
-    files = scenario_world_provider(environment, WorldRequest(backend="local")).sandbox_spec.files
+    request = WorldRequest(backend="local", allow_host=True)
+    files = scenario_world_provider(environment, request).sandbox_spec.files
     victim = sorted(files)[0]
     removed = environment.model_copy(update={"remove": [victim]})
-    world = scenario_world_provider(removed, WorldRequest(backend="local"))
+    world = scenario_world_provider(removed, request)
     async with await world.start() as sandbox:
         assert not (await sandbox.exec(["test", "-e", victim])).ok
 
