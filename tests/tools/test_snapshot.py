@@ -308,6 +308,7 @@ async def test_a_docker_world_places_the_workspace_at_the_sessions_path(
         await remove_snapshot(snapshot)
     again = snapshot_world(env, WorldRequest(backend="docker", base_dir=path.parent, client=docker))
     assert again.sandbox_spec.image == world.sandbox_spec.image  # the image is cached by content
+    docker.images.remove(world.sandbox_spec.image)  # this repository's commits are new on every run
 
 
 def test_the_incident_file_names_a_missing_or_escaping_workspace(tmp_path: Path) -> None:
