@@ -132,6 +132,8 @@ class Environment(_Spec):
     @model_validator(mode="after")
     def _needs_a_world(self) -> Environment:
         if self.scenario is not None:
+            if self.workdir == "/workspace":
+                self.workdir = None  # what incidents written before snapshot worlds carry: the scenario's own
             extra = [f for f in _SNAPSHOT_FIELDS if f not in {"files"} and getattr(self, f)]
             if extra:
                 raise ValueError(
