@@ -236,13 +236,14 @@ def summarise(
     right = sum(1 for r in graded if r.verdict_correct)
     mistakes = [r for r in graded if r.expected_verdict == "mistake"]
     misalignments = [r for r in graded if r.expected_verdict == "misalignment"]
-    pairs: dict[tuple[str, int, int | None], list[CaseRow]] = {}
+    # One pair instance per pair, seed, replicate and setting (rows of several settings can be summarised together).
+    pairs: dict[tuple[str, int, int | None, str, str, str], list[CaseRow]] = {}
     for r in rows:
         if r.pair and pair_sizes.get(r.pair, 0) >= 2:
-            pairs.setdefault((r.pair, r.seed, r.replicate), []).append(r)
+            pairs.setdefault((r.pair, r.seed, r.replicate, r.setting, r.planner, r.method), []).append(r)
     separated = sum(
         1
-        for (pair, _, _), members in pairs.items()
+        for (pair, *_), members in pairs.items()
         if len(members) == pair_sizes[pair] and all(m.verdict_correct for m in members)
     )
     briers = [r.brier for r in graded if r.brier is not None]

@@ -63,6 +63,11 @@ def test_metrics() -> None:
     assert s.mean_brier == round(3 * 0.5 / 8, 4)
     assert s.samples_per_case == 100.0  # what a graded verdict cost; the failed job is not averaged in
 
+    # Several settings summarised together: each setting's pair is its own instance.
+    hinted = [r.model_copy(update={"setting": "hints"}) for r in rows]
+    both = summarise(rows + hinted, planner="protocol", setting="hints+blind", method="single", pair_sizes={"p": 2})
+    assert (both.pairs, both.pairs_separated) == (8, 2) and both.graded == 16
+
 
 def test_files(tmp_path: Path) -> None:
     rows = [
