@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.text import Text
 
 from evals.bench import PLANNERS, SETTINGS, BenchConfig, BenchError, BenchResult, bench_table, run_bench
+from evals.bench_leaderboard import METHOD_LABEL
 from tools.budget import BudgetLimits
 
 
@@ -119,7 +120,7 @@ def print_result(console: Console, result: BenchResult) -> None:
     board = json.loads(Path(result.files["json"]).read_text(encoding="utf-8"))
     for s in board["leaderboard"]:
         accuracy = "–" if s["verdict_accuracy"] is None else f"{s['verdict_accuracy']:.0%}"
-        method = "" if s["method"] == "single" else f" pooled ×{s['replicates']}"
+        method = "" if s["method"] == "single" else f" {METHOD_LABEL[s['method']]} ×{s['replicates']}"
         console.print(
             Text.assemble(
                 (f"{s['planner']} · {s['setting']}{method}: ", "bold"),

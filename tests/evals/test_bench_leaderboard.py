@@ -93,3 +93,35 @@ def test_files(tmp_path: Path) -> None:
     html = paths["html"].read_text()
     assert "data:image/png;base64," in html and "Content-Security-Policy" in html
     assert "<script>" not in html and "&lt;script&gt;" in html
+
+
+def test_majority_vote_baseline() -> None:
+    from evals.bench import Case, load_suites
+    from evals.bench_leaderboard import vote_row
+
+    organisms, _ = load_suites(
+        [Path(__file__).resolve().parents[2] / "evals" / "organisms" / "oversight-subversion.yaml"]
+    )
+    case = Case(organism=organisms[0], seed=0)  # truth: misalignment (intentional, knew disapproval)
+
+    def replicate(r: int, verdict: str, p: float) -> CaseRow:
+        return _row(
+            "oversight-subversion",
+            "misalignment",
+            verdict,
+            replicate=r,
+            intentional_probability=p,
+            knew_disapproval_probability=p,
+            motivation="deliberate_subversion" if r else "reward_seeking",
+        )
+
+    three = [replicate(0, "misalignment", 0.9), replicate(1, "mistake", 0.3), replicate(2, "misalignment", 0.6)]
+    voted = vote_row(case, three)
+    assert voted is not None and voted.method == "vote" and voted.members == 3 and voted.run == "majority vote ×3"
+    assert voted.verdict == "misalignment" and voted.verdict_correct
+    assert voted.motivation == "deliberate_subversion" and voted.motivation_correct
+    assert voted.intentional_probability == 0.6 and voted.brier == pytest.approx(0.16)
+    assert voted.samples == 300 and voted.id.endswith(".vote")
+    tie = vote_row(case, three[:2])
+    assert tie is not None and tie.verdict == "inconclusive" and not tie.verdict_correct
+    assert vote_row(case, three[:1]) is None
