@@ -6,10 +6,13 @@ Run: ``.venv/bin/python -m benchmarks.sandbox_throughput [--repeats N] [--rollou
 Prints, for the Docker backend:
 - the floor: ``docker run --rm IMAGE true`` with the docker CLI;
 - our per-rollout overhead: start (create + start + init), one exec, close (remove);
-- exec latency in a running sandbox;
+- exec latency in a running sandbox, beside the bare engine round trip (exec_create +
+  exec_start + exec_inspect of ``true`` in the same container) — the difference is what
+  the per-exec wrapper and the cleanup after each command cost;
 - rollouts/s at concurrency 1, 2 and 4, cold (fresh sandbox + replay of the
   recorded steps) versus forked (start from the replayed snapshot);
-and the same for the local backend. Targets: overhead within 1.5x of the floor;
+and the same for the local (bubblewrap) backend, whose exec latency is shown beside an
+unsandboxed ``sh -c true`` subprocess. Targets: overhead within 1.5x of the floor;
 forked rollouts at least 2x the rate of cold starts.
 """
 
@@ -78,14 +81,35 @@ async def overhead(backend: str, spec: SandboxSpec, repeats: int) -> dict[str, l
     return out
 
 
-async def exec_latency(backend: str, spec: SandboxSpec, repeats: int) -> list[float]:
+async def exec_latency(backend: str, spec: SandboxSpec, repeats: int) -> tuple[list[float], list[float]]:
+    """Our exec of ``true`` and, interleaved in the same run, the bare floor beneath it."""
     async with await start(spec, backend=backend) as sandbox:
-        times = []
+        times, floors = [], []
         for _ in range(repeats):
             t = time.perf_counter()
             await sandbox.exec("true")
             times.append(time.perf_counter() - t)
-    return times
+            floors.append(await _exec_floor(sandbox))
+        await sandbox.exec("true")  # include the cleanup of the last measured command
+    return times, floors
+
+
+async def _exec_floor(sandbox: Sandbox) -> float:
+    t = time.perf_counter()
+    if sandbox.backend == "docker":
+        container_id = sandbox.container_id  # type: ignore[attr-defined]
+        api = sandbox._client.api  # type: ignore[attr-defined]
+
+        def bare() -> None:
+            exec_id = api.exec_create(container_id, ["true"], user="1000:1000")["Id"]
+            api.exec_start(exec_id)
+            api.exec_inspect(exec_id)
+
+        await asyncio.to_thread(bare)
+    else:
+        proc = await asyncio.create_subprocess_exec("/bin/sh", "-c", "true")
+        await proc.wait()
+    return time.perf_counter() - t
 
 
 async def _run_all(sandbox: Sandbox, commands: list[str]) -> None:
@@ -135,7 +159,7 @@ async def rollout_rates(backend: str, spec: SandboxSpec, n: int) -> dict[int, tu
 def report(
     backend: str,
     parts: dict[str, list[float]],
-    latency: list[float],
+    latency: tuple[list[float], list[float]],
     rates: dict[int, tuple[float, float]],
     floor_s: float | None,
 ) -> None:
@@ -146,7 +170,10 @@ def report(
         ratio = statistics.mean(parts["total"]) / floor_s
         verdict = "meets" if ratio <= 1.5 else "MISSES"
         print(f"  overhead / floor: {ratio:.2f}x  ({verdict} the 1.5x target)")
-    print(f"  exec latency     {_mean_ms(latency)}")
+    ours, bare = latency
+    floor_name = "engine exec round trip" if backend == "docker" else "unsandboxed sh -c true"
+    print(f"  exec latency     {_mean_ms(ours)}")
+    print(f"  {floor_name:16} {_mean_ms(bare)}   (ours / bare: {statistics.mean(ours) / statistics.mean(bare):.2f}x)")
     print("  rollouts/s   concurrency   cold (start+replay)   forked (from snapshot)   speed-up")
     for concurrency, (cold_rate, forked_rate) in rates.items():
         speedup = forked_rate / cold_rate

@@ -30,6 +30,11 @@ class Limits(BaseModel):
     output_bytes: int = Field(default=1_000_000, gt=0, description="bytes kept per stream per exec")
     default_timeout_s: float = Field(default=120.0, gt=0)
     tmp_mb: int = Field(default=256, gt=0, description="size of the scratch /tmp")
+    workspace_mb: int = Field(
+        default=1024,
+        gt=0,
+        description="size of the workspace: writing past it fails with ENOSPC inside the sandbox",
+    )
 
 
 class SandboxSpec(BaseModel):
@@ -87,7 +92,22 @@ class SnapshotRef(BaseModel):
     workdir: str = "/workspace"
 
 
-Isolation = Literal["container", "process", "none"]
+Isolation = Literal["container", "namespaces", "none"]
+
+ENV_ALLOWED = ("PATH", "HOME", "LANG", "TERM")
+"""The only variables a sandboxed command inherits from us (with our values, never the
+caller's), plus what the spec or the exec call sets explicitly: no API key, token or
+credential of the investigator's process can reach a sandbox."""
+
+
+def sandbox_environment(
+    spec: SandboxSpec, path: str, extra: Mapping[str, str] | None = None, *, runtime: Mapping[str, str] | None = None
+) -> dict[str, str]:
+    """The complete environment of a sandboxed command (see `ENV_ALLOWED`)."""
+    env = {"PATH": path, "HOME": spec.workdir, "LANG": "C.UTF-8", "TERM": "dumb", **(runtime or {})}
+    env.update(spec.env)
+    env.update(extra or {})
+    return env
 
 
 class Sandbox(abc.ABC):
@@ -95,9 +115,15 @@ class Sandbox(abc.ABC):
 
     backend: ClassVar[str]
     isolation: ClassVar[Isolation]
-    """`container`: namespaces, no network, limits enforced by the kernel.
-    `process`: a temp dir and subprocesses — weaker; callers must report it.
-    `none`: nothing runs (the simulated backend)."""
+    """`container`: a container on a Docker engine (namespaces, cgroup limits, seccomp).
+    `namespaces`: bubblewrap namespaces on the host kernel, rlimits but no cgroup or
+    seccomp — weaker; callers must report it. `none`: nothing runs (simulated)."""
+
+    @classmethod
+    @abc.abstractmethod
+    def describe_isolation(cls, limits: Limits | None = None) -> str:
+        """One human sentence: what separates a command in this backend from the host,
+        and what does not. Reports and console output carry it."""
 
     def __init__(self, spec: SandboxSpec) -> None:
         self.spec = spec

@@ -1,18 +1,38 @@
 """The Docker backend: one container per sandbox, hardened by default.
 
 Isolation (all on by default, see `_create_kwargs`): no network; memory (no swap),
-CPU and pids limits; every capability dropped; no-new-privileges; commands run as an
-unprivileged user (uid 1000) whose only writable places are the workspace and a
-size-capped tmpfs /tmp; a reaping init (tini) as PID 1. A timeout kills every
-process of the sandbox user (``kill -9 -1`` as that user, which cannot reach the
-root-owned init), so daemons and fork bombs die with the command. Output beyond the
-cap is dropped with a visible marker.
+CPU and pids limits; every capability dropped; no-new-privileges; the engine's default
+seccomp profile; commands run as an unprivileged user (uid 1000) whose only writable
+places are the workspace and a size-capped tmpfs /tmp; a reaping init (tini) as PID 1;
+an environment of our own (`sandboxes.base.ENV_ALLOWED` plus the spec's), never the
+caller's. Output beyond the cap is dropped with a visible marker.
 
-Every container and snapshot image carries the `LABEL` label and an owner label
-(host, pid, process start time). `close()` removes the container on every normal
-path; an `atexit` hook removes what a dying interpreter still holds; `sweep_stale()`
-(run once per process before the first start, and by `forensics sandbox prune`)
-removes what a killed process left behind.
+**Processes die with their command.** Each command runs under a small ``sh`` wrapper
+that, once the command exits, sends ``kill -9 -1`` as the sandbox user (which cannot
+reach the root-owned init), so a ``nohup``/``setsid``/``(cmd &)`` child no longer
+keeps the output stream open. Because a command can kill its own wrapper, the engine's
+process list (``docker top``, read on the engine's side) is then checked, and whatever
+the sandbox user still runs is killed with more ``kill -9 -1`` execs — or, when a fork
+bomb leaves no pid for even that, by restarting the container with its workspace
+saved and put back. This cleanup runs after the command has returned (so a timeout
+returns at its deadline) and every later operation on the sandbox waits for it, so
+nothing a command left behind runs while the next command or a detector does.
+
+**Workspace quota.** Where the engine's storage driver supports ``--storage-opt size``
+(overlay2 on xfs with pquota, btrfs, zfs, devicemapper) the container's writable layer
+is capped at the workspace size. Otherwise (overlay2 on ext4, as on our machines) the
+workspace is an anonymous tmpfs volume of that size — its pages count against the
+container's memory cgroup, so the memory limit is raised by the same amount — filled
+from the image's (or snapshot's) workspace archive when the sandbox starts. Either
+way, writing past the quota fails with ENOSPC inside the sandbox.
+
+Every container, volume and snapshot image carries the `LABEL` label and an owner
+label (host, pid, process start time). `close()` removes the container and its volume
+on every normal path; an `atexit` hook removes what a dying interpreter still holds;
+`sweep_stale()` (run once per process before the first start, and by `forensics
+sandbox prune`) removes what a killed process left behind. Snapshots are ``docker
+commit`` images plus, with the volume workspace, a tar of the workspace kept beside
+them (`WORKSPACE_CACHE`, named by image id).
 """
 
 from __future__ import annotations
@@ -21,21 +41,34 @@ import asyncio
 import atexit
 import contextlib
 import io
-import os
 import socket
 import struct
 import tarfile
+import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
-from pathlib import PurePosixPath
-from typing import Any, ClassVar
+from pathlib import Path, PurePosixPath
+from typing import Any, ClassVar, Literal
 
-from sandboxes.base import ExecResult, Isolation, Sandbox, SandboxSpec, SnapshotRef, cap_output
+from sandboxes.base import (
+    ExecResult,
+    Isolation,
+    Limits,
+    Sandbox,
+    SandboxSpec,
+    SnapshotRef,
+    cap_output,
+    sandbox_environment,
+)
 from sandboxes.engine import LABEL, docker_client
 from sandboxes.errors import SandboxError
+from sandboxes.owners import owner_id, owner_is_alive
+
+__all__ = ["LABEL", "DockerSandbox", "owner_id", "owner_is_alive", "remove_snapshot", "sweep_stale"]
 
 AGENT_UID = 1000
 AGENT_USER = f"{AGENT_UID}:{AGENT_UID}"
@@ -49,33 +82,17 @@ SNAPSHOT_REPOSITORY = "model-forensics/snapshot"
 _POOL = ThreadPoolExecutor(max_workers=64, thread_name_prefix="docker-sandbox")
 _LIVE: dict[str, Any] = {}
 _SWEPT = False
-
-
-def _process_start_ticks(pid: int) -> str:
-    """The start time of a process in clock ticks since boot (guards against pid reuse)."""
-    try:
-        stat = open(f"/proc/{pid}/stat", encoding="ascii").read()  # noqa: SIM115, PTH123
-    except OSError:
-        return "?"
-    return stat.rsplit(")", 1)[1].split()[19]
-
-
-def owner_id(pid: int | None = None) -> str:
-    """This process's owner label value: ``host:pid:start_ticks``."""
-    pid = os.getpid() if pid is None else pid
-    return f"{socket.gethostname()}:{pid}:{_process_start_ticks(pid)}"
-
-
-def owner_is_alive(owner: str) -> bool:
-    """Whether the process named by an owner label still runs (on another host: assume yes)."""
-    try:
-        host, pid_text, ticks = owner.split(":")
-        pid = int(pid_text)
-    except ValueError:
-        return False
-    if host != socket.gethostname():
-        return True
-    return os.path.exists(f"/proc/{pid}") and _process_start_ticks(pid) == ticks  # noqa: PTH110
+WORKSPACE_CACHE = Path(tempfile.gettempdir()) / "model-forensics-workspaces"
+"""Workspace archives by image id: an image's own /workspace (read once from a created,
+never started, container) and each snapshot's, written when it is taken."""
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+EXEC_WRAPPER = '"$@"; status=$?; kill -9 -1 2>/dev/null; exit $status'
+"""Runs the command, then kills whatever else the sandbox user still runs (kill -1
+spares the caller, and the sandbox user cannot signal the root-owned init)."""
+_REAP_ATTEMPTS = 20
+WorkspaceMode = Literal["storage-opt", "volume"]
+_WORKSPACE_MODES: dict[str, WorkspaceMode] = {}
+_MODE_LOCK = threading.Lock()
 
 
 async def _run(fn: Any, *args: Any, **kwargs: Any) -> Any:
@@ -88,18 +105,25 @@ def sweep_stale(client: Any, *, everything: bool = False) -> dict[str, int]:
     of them with `everything`). Returns counts of what was removed."""
     from docker.errors import APIError, NotFound
 
-    removed = {"containers": 0, "images": 0}
+    removed = {"containers": 0, "images": 0, "volumes": 0}
     for container in client.containers.list(all=True, filters={"label": LABEL}):
         owner = container.labels.get(OWNER_LABEL, "")
         if everything or not owner_is_alive(owner):
             with contextlib.suppress(NotFound, APIError):
-                container.remove(force=True)
+                container.remove(force=True, v=True)
                 removed["containers"] += 1
+    for volume in client.volumes.list(filters={"label": LABEL}):
+        owner = (volume.attrs.get("Labels") or {}).get(OWNER_LABEL, "")
+        if everything or not owner_is_alive(owner):
+            with contextlib.suppress(NotFound, APIError):
+                volume.remove(force=True)
+                removed["volumes"] += 1
     for image in client.images.list(filters={"label": f"{LABEL}={ROLE_SNAPSHOT}"}):
         owner = image.labels.get(OWNER_LABEL, "")
         if everything or not owner_is_alive(owner):
             with contextlib.suppress(NotFound, APIError):
                 client.images.remove(image.id, force=True)
+                _archive_path(image.id).unlink(missing_ok=True)
                 removed["images"] += 1
     return removed
 
@@ -108,8 +132,39 @@ def sweep_stale(client: Any, *, everything: bool = False) -> dict[str, int]:
 def _remove_live_containers() -> None:
     for container in list(_LIVE.values()):
         with contextlib.suppress(Exception):
-            container.remove(force=True)
+            container.remove(force=True, v=True)
     _LIVE.clear()
+
+
+def _archive_path(image_id: str) -> Path:
+    return WORKSPACE_CACHE / f"{image_id.replace(':', '-')}.tar"
+
+
+def workspace_mode(client: Any, image: str) -> WorkspaceMode:
+    """How this engine caps a sandbox's workspace (see module doc), found once per engine:
+    from `docker info` where the driver settles it, else by creating (not starting) a
+    container with a size option and seeing whether the engine accepts it."""
+    key = str(getattr(client.api, "base_url", id(client)))
+    with _MODE_LOCK:
+        if key in _WORKSPACE_MODES:
+            return _WORKSPACE_MODES[key]
+        info = client.info()
+        driver = str(info.get("Driver", ""))
+        status = {str(k): str(v) for k, v in (info.get("DriverStatus") or [])}
+        mode: WorkspaceMode
+        if driver == "vfs" or (driver.startswith("overlay") and status.get("Backing Filesystem") != "xfs"):
+            mode = "volume"
+        else:
+            from docker.errors import APIError
+
+            try:
+                trial = client.containers.create(image, ["true"], storage_opt={"size": "64m"}, labels={LABEL: "probe"})
+                trial.remove(force=True)
+                mode = "storage-opt"
+            except APIError:
+                mode = "volume"
+        _WORKSPACE_MODES[key] = mode
+        return mode
 
 
 class DockerSandbox(Sandbox):
@@ -118,11 +173,25 @@ class DockerSandbox(Sandbox):
     backend: ClassVar[str] = "docker"
     isolation: ClassVar[Isolation] = "container"
 
-    def __init__(self, spec: SandboxSpec, client: Any, container: Any) -> None:
+    def __init__(self, spec: SandboxSpec, client: Any, container: Any, mode: WorkspaceMode) -> None:
         super().__init__(spec)
         self._client = client
         self._container = container
+        self._mode = mode
         self._closed = False
+        self._lock = asyncio.Lock()
+        self._cleanup: asyncio.Future[None] | None = None
+
+    @classmethod
+    def describe_isolation(cls, limits: Limits | None = None) -> str:
+        lim = limits or Limits()
+        return (
+            f"Docker container: no network; uid 1000 with no capabilities, no-new-privileges and the engine's "
+            f"seccomp profile; memory {lim.memory_mb} MiB (no swap), {lim.cpus:g} CPU, {lim.pids} processes; "
+            f"workspace capped at {lim.workspace_mb} MiB and /tmp at {lim.tmp_mb} MiB; only the workspace and /tmp "
+            "writable; our own environment, none of the caller's; every process of the sandbox user killed after "
+            "each command. It shares the engine host's kernel"
+        )
 
     @property
     def container_id(self) -> str:
@@ -141,10 +210,12 @@ class DockerSandbox(Sandbox):
             _SWEPT = True
             await _run(sweep_stale, client)
         image = from_snapshot.ref if from_snapshot is not None else spec.image
-        kwargs = cls._create_kwargs(spec, image)
         from docker.errors import APIError, ImageNotFound
 
         try:
+            mode = await _run(workspace_mode, client, image)
+            archive = await _run(_workspace_archive, client, image, spec.workdir) if mode == "volume" else None
+            kwargs = cls._create_kwargs(spec, image, mode=mode)
             container = await _run(client.containers.run, **kwargs)
         except ImageNotFound:
             raise SandboxError(
@@ -153,8 +224,10 @@ class DockerSandbox(Sandbox):
         except APIError as exc:
             raise SandboxError(f"could not start a container from {image!r}: {exc.explanation or exc}") from None
         _LIVE[container.id] = container
-        sandbox = cls(spec, client, container)
+        sandbox = cls(spec, client, container, mode)
         try:
+            if archive is not None:
+                await _run(sandbox._put_workspace, archive)
             if from_snapshot is None:
                 await sandbox._prepare()
         except BaseException:
@@ -163,7 +236,7 @@ class DockerSandbox(Sandbox):
         return sandbox
 
     @staticmethod
-    def _create_kwargs(spec: SandboxSpec, image: str) -> dict[str, Any]:
+    def _create_kwargs(spec: SandboxSpec, image: str, *, mode: WorkspaceMode = "volume") -> dict[str, Any]:
         limits = spec.limits
         labels = {
             LABEL: ROLE_SANDBOX,
@@ -171,6 +244,26 @@ class DockerSandbox(Sandbox):
             f"{LABEL}.created": datetime.now(UTC).isoformat(timespec="seconds"),
             **spec.labels,
         }
+        memory = limits.memory_mb
+        quota: dict[str, Any] = {}
+        if mode == "storage-opt":
+            quota["storage_opt"] = {"size": f"{limits.workspace_mb}m"}
+        else:
+            from docker.types import DriverConfig, Mount
+
+            size = f"size={limits.workspace_mb}m,uid={AGENT_UID},gid={AGENT_UID},mode=0755"
+            quota["mounts"] = [
+                Mount(
+                    target=spec.workdir,
+                    source=None,
+                    type="volume",
+                    no_copy=True,
+                    labels={LABEL: ROLE_SANDBOX, OWNER_LABEL: owner_id()},
+                    driver_config=DriverConfig("local", {"type": "tmpfs", "device": "tmpfs", "o": size}),
+                )
+            ]
+            memory += limits.workspace_mb  # the workspace's tmpfs pages are charged to the container
+        environment = sandbox_environment(spec, spec.env.get("PATH", DEFAULT_PATH))
         return {
             "image": image,
             # root (with no capabilities) owns PID 1 and the idle main process, so the
@@ -182,16 +275,17 @@ class DockerSandbox(Sandbox):
             "name": f"forensics-{uuid.uuid4().hex[:12]}",
             "labels": labels,
             "working_dir": spec.workdir,
-            "environment": {"HOME": spec.workdir, **spec.env},
+            "environment": environment,
             "network_mode": "none",
-            "mem_limit": f"{limits.memory_mb}m",
-            "memswap_limit": f"{limits.memory_mb}m",
+            "mem_limit": f"{memory}m",
+            "memswap_limit": f"{memory}m",
             "nano_cpus": int(limits.cpus * 1e9),
             "pids_limit": limits.pids,
             "cap_drop": ["ALL"],
             "security_opt": ["no-new-privileges"],
             "tmpfs": {"/tmp": f"size={limits.tmp_mb}m,mode=1777,nosuid,nodev"},
             "ipc_mode": "private",
+            **quota,
         }
 
     async def _prepare(self) -> None:
@@ -209,11 +303,23 @@ class DockerSandbox(Sandbox):
         if self._closed:
             return
         self._closed = True
+        if self._cleanup is not None:
+            self._cleanup.cancel()  # removing the container ends whatever it was killing
         from docker.errors import APIError, NotFound
 
         with contextlib.suppress(NotFound, APIError):
-            await _run(self._container.remove, force=True)
+            await _run(self._container.remove, force=True, v=True)
         _LIVE.pop(self._container.id, None)
+
+    async def _settle(self) -> None:
+        """Wait for the cleanup after the previous command (see module doc)."""
+        pending, self._cleanup = self._cleanup, None
+        if pending is None:
+            return
+        try:
+            await pending
+        except Exception as exc:
+            raise SandboxError(f"the sandbox could not be cleaned up after its last command: {exc}") from exc
 
     # ---------------------------------------------------------------- exec
     async def exec(
@@ -228,7 +334,11 @@ class DockerSandbox(Sandbox):
         if self._closed:
             raise SandboxError("exec on a closed sandbox")
         argv, data, limit = self._command(cmd, input, timeout)
-        result: ExecResult = await _run(self._exec_blocking, argv, limit, data, dict(env or {}), workdir)
+        wrapped = ["/bin/sh", "-c", EXEC_WRAPPER, "forensics-exec", *argv]
+        async with self._lock:
+            await self._settle()
+            result: ExecResult = await _run(self._exec_blocking, wrapped, limit, data, dict(env or {}), workdir)
+            self._cleanup = asyncio.ensure_future(_run(self._reap))
         return result
 
     def _exec_blocking(
@@ -285,8 +395,6 @@ class DockerSandbox(Sandbox):
                 if room > 0:
                     kept[channel] += payload[:room]
         finally:
-            if timed_out:
-                self._kill_all_user_processes()
             with contextlib.suppress(OSError):
                 raw.close()
             with contextlib.suppress(Exception):
@@ -307,24 +415,65 @@ class DockerSandbox(Sandbox):
             duration_s=time.monotonic() - started,
         )
 
-    def _kill_all_user_processes(self) -> None:
-        """SIGKILL every process of the sandbox user, leaving the root-owned init and
-        main process alone. Repeated because a fork bomb may be mid-fork; when even
-        that cannot run (the pids limit refuses a new process), restart the container:
-        the workspace survives, every process does not."""
+    def _leftovers(self) -> list[str] | None:
+        """The sandbox user's live processes as the engine sees them (None: cannot tell)."""
+        from docker.errors import APIError, NotFound
+
+        try:
+            rows = self._container.top(ps_args="-eo pid,uid,stat,comm").get("Processes") or []
+        except (APIError, NotFound):
+            return None
+        if not rows:
+            return []
+        init = next((row for row in rows if row[3] in ("docker-init", "tini")), rows[0])
+        root_uid = init[1]  # tini and our idle main process run as the container's root
+        return [" ".join(row) for row in rows if row[1] != root_uid and "Z" not in row[2]]
+
+    def _reap(self) -> None:
+        """Kill everything the sandbox user still runs; restart the container (keeping the
+        workspace) when even a ``kill`` cannot be started."""
         api = self._client.api
-        for _ in range(5):
+        for _ in range(_REAP_ATTEMPTS):
+            if self._closed:
+                return
+            leftovers = self._leftovers()
+            if leftovers == []:
+                return
             try:
-                kill = api.exec_create(self._container.id, ["kill", "-9", "-1"], user=AGENT_USER)
+                kill = api.exec_create(self._container.id, ["/bin/sh", "-c", "kill -9 -1"], user=AGENT_USER)
                 api.exec_start(kill["Id"])
-                # `kill -0 -1` fails (ESRCH) when no other process of the user is left.
-                probe = api.exec_create(self._container.id, ["kill", "-0", "-1"], user=AGENT_USER)
-                api.exec_start(probe["Id"])
-                if api.exec_inspect(probe["Id"]).get("ExitCode") != 0:
-                    return
             except Exception:
-                time.sleep(0.2)
-        self._container.restart(timeout=0)
+                time.sleep(0.05)
+        if not self._closed:
+            self._restart_keeping_workspace()
+
+    def _restart_keeping_workspace(self) -> None:
+        archive = None
+        if self._mode == "volume":
+            archive = WORKSPACE_CACHE / f"restart-{uuid.uuid4().hex}.tar"
+            self._save_workspace(archive)
+        try:
+            self._container.restart(timeout=0)
+            if archive is not None:
+                self._put_workspace(archive)
+        finally:
+            if archive is not None:
+                archive.unlink(missing_ok=True)
+
+    def _save_workspace(self, destination: Path) -> None:
+        """Stream the workspace (read by the engine, not by a process in the sandbox) to a tar file."""
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        partial = destination.with_name(f".{destination.name}.{uuid.uuid4().hex}")
+        chunks, _ = self._container.get_archive(f"{self.spec.workdir.rstrip('/')}/.")
+        with partial.open("wb") as sink:
+            for chunk in chunks:
+                sink.write(chunk)
+        partial.replace(destination)
+
+    def _put_workspace(self, archive: Path) -> None:
+        with archive.open("rb") as source:
+            if not self._container.put_archive(self.spec.workdir, source):
+                raise SandboxError(f"the engine refused to restore the workspace from {archive}")
 
     # ---------------------------------------------------------------- files
     def _resolve(self, path: str) -> str:
@@ -335,6 +484,8 @@ class DockerSandbox(Sandbox):
         from docker.errors import NotFound
 
         target = self._resolve(path)
+        async with self._lock:
+            await self._settle()
         try:
             chunks, _ = await _run(self._container.get_archive, target)
         except NotFound:
@@ -363,7 +514,15 @@ class DockerSandbox(Sandbox):
             f'LABEL {LABEL}="{ROLE_SNAPSHOT}"',
             f'LABEL {OWNER_LABEL}="{owner_id()}"',
         ]
-        image = await _run(self._container.commit, repository=SNAPSHOT_REPOSITORY, tag=tag, changes=changes)
+        async with self._lock:
+            await self._settle()
+            image = await _run(self._container.commit, repository=SNAPSHOT_REPOSITORY, tag=tag, changes=changes)
+            if self._mode == "volume":
+                try:
+                    await _run(self._save_workspace, _archive_path(str(image.id)))
+                except BaseException:
+                    await remove_snapshot(SnapshotRef(backend=self.backend, ref=str(image.id)), self._client)
+                    raise
         return SnapshotRef(backend=self.backend, ref=str(image.id), workdir=self.spec.workdir)
 
 
@@ -385,3 +544,38 @@ async def remove_snapshot(ref: SnapshotRef, client: Any = None) -> None:
     client = client or await _run(docker_client)
     with contextlib.suppress(NotFound, APIError):
         await _run(client.images.remove, ref.ref, force=True)
+    _archive_path(ref.ref).unlink(missing_ok=True)
+
+
+def _workspace_archive(client: Any, image: str, workdir: str) -> Path:
+    """The workspace a sandbox from `image` starts with, as a tar file: a snapshot's was
+    written when it was taken; an image's own is read once from a created (never started)
+    container and cached by image id (ids name content, so the cache cannot go stale)."""
+    from docker.errors import NotFound
+
+    image_id = str(client.images.get(image).id)
+    path = _archive_path(image_id)
+    if path.is_file():
+        return path
+    probe = client.containers.create(image_id, ["true"], labels={LABEL: "probe", OWNER_LABEL: owner_id()})
+    try:
+        partial = path.with_name(f".{path.name}.{uuid.uuid4().hex}")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            chunks, _ = probe.get_archive(f"{workdir.rstrip('/')}/.")
+        except NotFound:
+            chunks = [_empty_tar()]
+        with partial.open("wb") as sink:
+            for chunk in chunks:
+                sink.write(chunk)
+        partial.replace(path)
+    finally:
+        probe.remove(force=True)
+    return path
+
+
+def _empty_tar() -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w"):
+        pass
+    return buf.getvalue()

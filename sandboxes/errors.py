@@ -13,3 +13,13 @@ class EngineUnavailable(SandboxError):
 
 class ImageBuildError(SandboxError):
     """An image could not be built from its inputs."""
+
+
+class LocalSandboxUnavailable(SandboxError):
+    """The local backend cannot isolate commands here (bubblewrap missing or refused to
+    create namespaces); it refuses rather than running them with less isolation."""
+
+
+class HostExecutionRefused(SandboxError):
+    """An untrusted incident would run on this machine: no Docker engine answered, or the
+    local backend was asked for without ``--allow-host``. The message says how to proceed."""

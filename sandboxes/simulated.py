@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from sandboxes.base import ExecResult, Isolation, Sandbox, SandboxSpec, SnapshotRef
+from sandboxes.base import ExecResult, Isolation, Limits, Sandbox, SandboxSpec, SnapshotRef
 from sandboxes.errors import SandboxError
 
 
@@ -59,6 +59,13 @@ class SimulatedSandbox(Sandbox):
         self._state = state
         self._simulator = simulator
         self._closed = False
+
+    @classmethod
+    def describe_isolation(cls, limits: Limits | None = None) -> str:
+        return (
+            "nothing is executed: commands get the outputs recorded in the transcript, then a model's simulation, "
+            "each marked as such; no process, file or secret of this machine is reachable"
+        )
 
     @classmethod
     async def start(
