@@ -48,7 +48,16 @@ def register(app: typer.Typer) -> None:
 def demo_command(
     organism: Annotated[str, typer.Option(help="The subject: a model organism id.")] = "precommit-lazy-knowing",
     out: Annotated[Path, typer.Option("--out", help="Run directory.")] = Path("runs/demo"),
-    backend: Annotated[str | None, typer.Option(help="docker (default, local fallback) or local.")] = None,
+    backend: Annotated[
+        str | None,
+        typer.Option(help="docker (default; a shipped organism falls back to the local bubblewrap backend) or local."),
+    ] = None,
+    allow_host: Annotated[
+        bool,
+        typer.Option(
+            "--allow-host", help="Let an organism from another directory run in the local bubblewrap sandbox."
+        ),
+    ] = False,
     n: Annotated[int, typer.Option(help="Samples per arm.")] = 200,
     organisms: Annotated[Path | None, typer.Option("--organisms", help="Extra directory of organism specs.")] = None,
     scenarios: ScenariosOpt = None,
@@ -61,7 +70,7 @@ def demo_command(
     if organisms is not None:
         add_organism_dir(organisms)
 
-    run_demo(Console(), organism=organism, out=out, backend=backend, n=n)
+    run_demo(Console(), organism=organism, out=out, backend=backend, n=n, allow_host=allow_host)
 
 
 def simulate_command(
@@ -75,7 +84,16 @@ def simulate_command(
             "judge it: executed in the rebuilt world when the detector reads its state)."
         ),
     ] = "rollout",
-    backend: Annotated[str | None, typer.Option(help="docker (default, falls back to local) or local.")] = None,
+    backend: Annotated[
+        str | None,
+        typer.Option(help="docker (default; shipped organisms fall back to the local bubblewrap backend) or local."),
+    ] = None,
+    allow_host: Annotated[
+        bool,
+        typer.Option(
+            "--allow-host", help="Let an organism from another directory run in the local bubblewrap sandbox."
+        ),
+    ] = False,
     seed: Annotated[int, typer.Option(help="Seed of the first sample.")] = 0,
     organisms: Annotated[Path | None, typer.Option("--organisms", help="Extra directory of organism specs.")] = None,
     scenarios: ScenariosOpt = None,
@@ -107,6 +125,7 @@ def simulate_command(
                 edits=edits,
                 mode=mode,  # type: ignore[arg-type]
                 backend=backend,
+                allow_host=allow_host,
                 organism_dirs=[str(organisms)] if organisms else [],
                 progress=lambda k: bar.advance(task, k),
             )

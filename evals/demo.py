@@ -1,7 +1,8 @@
 """`forensics demo`: the whole job on the embedded defaults.
 
-A model organism plays its scenario in the sandbox (Docker when an engine answers,
-the local backend otherwise, said clearly) until the scenario's monitor catches it;
+A model organism plays its scenario in the sandbox (Docker when an engine answers; a
+shipped organism in a shipped scenario is trusted, so the local bubblewrap backend
+otherwise, said clearly) until the scenario's monitor catches it;
 the incident is written out as a monitor would file it; the protocol planner
 investigates it — resampling, interventions, a counterfactual rerun in the rebuilt
 world, probes, statistics — and the report and grade are written and summarized,
@@ -20,18 +21,24 @@ from pathlib import Path
 from rich.console import Console
 from rich.text import Text
 
-from evals.world import make_incident, write_incident
+from evals.world import is_trusted_world, make_incident, write_incident
 from investigator.investigate import investigate
-from investigator.run import summarize
+from investigator.run import show_sandbox, summarize
 from sandboxes.registry import choose_backend
 from tools.models.registry import get_model
 from tools.organisms.registry import find_organism
 
 
-def run_demo(console: Console, *, organism: str, out: Path, backend: str | None, n: int) -> None:
+def run_demo(
+    console: Console, *, organism: str, out: Path, backend: str | None, n: int, allow_host: bool = False
+) -> None:
     started = time.time()
     spec = find_organism(organism)
-    choice = choose_backend(backend or "docker")
+    from evals.scenario import load_scenario
+
+    environment = load_scenario(spec.scenario).environment()
+    trusted = is_trusted_world(environment, f"organism/{organism}")
+    choice = choose_backend(backend, trusted=trusted, allow_host=allow_host)
     console.print(
         f"[bold]1. monitoring[/bold] organism/{organism} in the {spec.scenario} scenario ({choice.name} sandbox)"
     )
@@ -39,7 +46,7 @@ def run_demo(console: Console, *, organism: str, out: Path, backend: str | None,
         console.print(Text(f"   {choice.note}", style="yellow"))
     subject = get_model(f"organism/{organism}")
     incident, episodes = asyncio.run(
-        make_incident(subject, spec.scenario, backend=backend, incident_id=f"demo-{organism}")
+        make_incident(subject, spec.scenario, backend=backend, allow_host=allow_host, incident_id=f"demo-{organism}")
     )
     used = str(incident.metadata.get("backend", choice.name))
     if incident.metadata.get("backend_note") and used != choice.name:
@@ -55,7 +62,9 @@ def run_demo(console: Console, *, organism: str, out: Path, backend: str | None,
             planner="protocol",
             n=n,
             backend=used,
+            allow_host=allow_host,
             on_step=lambda line: console.print(Text(f"   · {line}", style="dim")),
+            on_sandbox=lambda sandbox: show_sandbox(console, sandbox, indent="   "),
         )
     )
     console.print("[bold]3. result[/bold]")

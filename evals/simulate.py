@@ -139,6 +139,7 @@ async def simulate(
     edits: Sequence[Edit] = (),
     mode: Mode = "rollout",
     backend: str | None = None,
+    allow_host: bool = False,
     concurrency: int = 4,
     organism_dirs: Sequence[str] = (),
     progress: Callable[[int], None] | None = None,
@@ -147,7 +148,11 @@ async def simulate(
     model = get_model(f"organism/{organism_id}", organism_dirs=list(organism_dirs))
     assert isinstance(model, OrganismModel)
     scenario = load_scenario(model.spec.scenario)
-    choice = choose_backend(backend or "docker")
+    from evals.world import is_trusted_world
+
+    # shipped organisms in shipped scenarios are ours; one from another directory is not
+    trusted = not organism_dirs and is_trusted_world(scenario.environment(), f"organism/{organism_id}")
+    choice = choose_backend(backend, trusted=trusted, allow_host=allow_host)
     prepared = prepare(scenario, edits)
     knobs = prepared.knobs
     if mode == "rollout" and prepared.deferred:

@@ -18,7 +18,9 @@ from rich.text import Text
 
 from investigator.audit_cli import register as register_audit_command
 from investigator.replay_cli import register as register_replay_command
+from investigator.research_cli import AllowHostOpt, BackendOpt
 from investigator.research_cli import register as register_research_commands
+from sandboxes.errors import SandboxError
 from tools.errors import ForensicsError
 from tools.formats import FORMAT_NAMES, get_importer, load_transcript
 from tools.formats.native import dumps as dump_native
@@ -189,9 +191,8 @@ def investigate(
     budget_tool_calls: Annotated[int | None, typer.Option(help="Most tool calls.")] = 80,
     budget_tokens: Annotated[int | None, typer.Option(help="Most tokens (subject and investigator).")] = None,
     budget_dollars: Annotated[float | None, typer.Option(help="Most dollars.")] = None,
-    backend: Annotated[
-        str | None, typer.Option(help="Sandbox backend: docker (default, local fallback) or local.")
-    ] = None,
+    backend: BackendOpt = None,
+    allow_host: AllowHostOpt = False,
     blind: Annotated[
         bool,
         typer.Option(
@@ -222,6 +223,7 @@ def investigate(
         },
         backend=backend,
         blind=blind,
+        allow_host=allow_host,
     )
 
 
@@ -272,18 +274,26 @@ def sandbox_prune(
     from sandboxes.engine import docker_client
 
     removed = sweep_stale(docker_client(), everything=everything)
-    console.print(f"removed {removed['containers']} container(s) and {removed['images']} snapshot image(s)")
+    console.print(
+        f"removed {removed['containers']} container(s), {removed['volumes']} volume(s) and "
+        f"{removed['images']} snapshot image(s)"
+    )
 
 
 @sandbox_app.command("status")
 def sandbox_status() -> None:
-    """Say which backend investigations would use here, and why."""
+    """Say which backend investigations would use here, for trusted and untrusted worlds, and why."""
     from sandboxes.registry import choose_backend
 
-    choice = choose_backend()
-    console.print(f"[bold]backend:[/bold] {choice.name}")
-    if choice.note:
-        console.print(Text(choice.note, style="yellow"))
+    for trusted, label in ((True, "shipped scenarios played by organisms"), (False, "incidents (untrusted)")):
+        try:
+            choice = choose_backend(None, trusted=trusted)
+        except SandboxError as exc:
+            console.print(Text.assemble((f"{label}: ", "bold"), ("refused: ", "bold red"), str(exc)))
+            continue
+        console.print(Text.assemble((f"{label}: ", "bold"), choice.summary()))
+        if choice.note:
+            console.print(Text(f"  {choice.note}", style="yellow"))
 
 
 def _load_plugins() -> None:
@@ -304,7 +314,7 @@ def main() -> None:
     """Entry point: run the app, turning the toolkit's own errors into one clear line."""
     try:
         app()
-    except ForensicsError as exc:
+    except (ForensicsError, SandboxError) as exc:
         err_console.print(Text.assemble(("error: ", "bold red"), str(exc)), highlight=False, soft_wrap=True)
         raise SystemExit(2) from None
 

@@ -7,7 +7,10 @@ the run directory and the environment's investigation hints, which ``blind`` ign
 runs the checkpointed graph with the planner, and grades the report. The report's
 experiments and hypothesis board come from the ledger; its judgement fields come from the
 planner's `submit_report` — or, when the planner never submitted (budget exhausted, step
-cap), an *inconclusive* report that says why.
+cap), an *inconclusive* report that says why. Where the incident's commands ran, and what
+isolated them (the sandbox policy's choice, `sandboxes.registry.choose_backend`, then the
+worlds really built), goes into the report (`ForensicsReport.sandbox`), the ledger's
+events and the caller's `on_sandbox`.
 """
 
 from __future__ import annotations
@@ -24,7 +27,17 @@ from investigator.case import open_case
 from investigator.catalogue import load_catalogue
 from investigator.graph import Hooks, InvestigationState, build_graph, run_graph
 from investigator.planners import CotOnlyPlanner, LLMPlanner, Planner, ProtocolPlanner
-from investigator.report import Cost, ForensicsReport, HypothesisEntry, Judgement, Quote, experiments_from_ledger
+from investigator.report import (
+    NO_SANDBOX,
+    Cost,
+    ForensicsReport,
+    HypothesisEntry,
+    Judgement,
+    Quote,
+    SandboxUsed,
+    experiments_from_ledger,
+)
+from sandboxes.registry import BackendChoice
 from tools.agent_tools import ToolContext
 from tools.budget import Budget, BudgetLimits
 from tools.incident import Incident
@@ -88,7 +101,49 @@ def _quotes(incident: Incident, motivation: str | None) -> list[Quote]:
     return quotes
 
 
-def build_report(ctx: ToolContext, state: InvestigationState, planner_name: str, wall: float) -> ForensicsReport:
+class SandboxTracker:
+    """What the report says about sandboxes: the policy's choice, then the worlds really
+    built (a scenario image that cannot be built falls back to local, saying so)."""
+
+    def __init__(self, choice: BackendChoice) -> None:
+        self.choice = choice
+        self.backends: list[str] = []
+        self.notes: list[str] = [choice.note] if choice.note else []
+
+    def wrap(self, factory: Callable[[Any], Any]) -> Callable[[Any], Any]:
+        def tracked(environment: Any) -> Any:
+            world = factory(environment)
+            self.backends.append(world.backend)
+            if world.note and world.note not in self.notes:
+                self.notes.append(world.note)
+            return world
+
+        return tracked
+
+    def record(self, *, final: bool = True) -> SandboxUsed:
+        from sandboxes.registry import describe_backend
+
+        backend = self.backends[-1] if self.backends else self.choice.name
+        notes = list(self.notes)
+        if final and not self.backends:
+            notes.append("no experiment needed the sandbox, so nothing from the incident was executed")
+        isolation = self.choice.isolation if backend == self.choice.name else describe_backend(backend)
+        return SandboxUsed(
+            backend=backend,
+            isolation=isolation,
+            trusted=self.choice.trusted,
+            allow_host=self.choice.allow_host,
+            notes=notes,
+        )
+
+
+def build_report(
+    ctx: ToolContext,
+    state: InvestigationState,
+    planner_name: str,
+    wall: float,
+    sandbox: SandboxUsed | None = None,
+) -> ForensicsReport:
     """The report from the planner's conclusion (or an inconclusive one) and the ledger."""
     ledger, incident = ctx.ledger, ctx.incident
     experiments = experiments_from_ledger(ledger, incident.id)
@@ -164,6 +219,7 @@ def build_report(ctx: ToolContext, state: InvestigationState, planner_name: str,
             tool_calls=budget.tool_calls,
             wall_seconds=round(wall, 2),
         ),
+        sandbox=sandbox or NO_SANDBOX,
         notes=notes,
     )
 
@@ -197,18 +253,34 @@ async def investigate(
     on_step: Callable[[str], None] | None = None,
     blind: bool = False,
     seed: int = 0,
+    on_sandbox: Callable[[SandboxUsed], None] | None = None,
+    sandbox: BackendChoice | None = None,
 ) -> InvestigationResult:
     """Run (or resume) an investigation into `run_dir` and write report + grade there.
     `blind` ignores the environment's investigation hints (tools.hints): every
     intervention is then derived from the incident itself. `seed` picks the
     investigation's sample stream (`tools.agent_tools.seed_offset`): investigations of
-    one incident with different seeds are independent replicates."""
+    one incident with different seeds are independent replicates. `backend` and
+    `allow_host` go to the sandbox policy, which refuses (a `sandboxes.errors.
+    SandboxError` saying what to do) before anything is written or run when an
+    untrusted incident would run on this machine; `sandbox` passes a choice already
+    made (`tools.world.choose_world_backend`). `on_sandbox` hears where commands will
+    run before the investigation starts."""
     from investigator.judge import grade, write_grade
     from investigator.render import write_report
 
     out = Path(run_dir)
     started = time.time()
-    case = open_case(incident, out, subject=subject, backend=backend, allow_host=allow_host, blind=blind)
+    case = open_case(
+        incident, out, subject=subject, backend=backend, allow_host=allow_host, blind=blind, sandbox=sandbox
+    )
+    tracker = SandboxTracker(case.sandbox) if case.sandbox is not None else None
+    if tracker is not None and case.world is not None:
+        case.world = tracker.wrap(case.world)
+    announced = tracker.record(final=False) if tracker else NO_SANDBOX
+    case.ledger.event("sandbox", **announced.model_dump(mode="json"))
+    if on_sandbox is not None:
+        on_sandbox(announced)
     ledger = case.ledger
     ctx = ToolContext(
         incident=incident,
@@ -223,7 +295,8 @@ async def investigate(
     chosen = make_planner(planner, model=model, n=n)
 
     async def finish(ctx: ToolContext, state: InvestigationState) -> InvestigationState:
-        report = build_report(ctx, state, chosen.name, time.time() - (state.get("started") or started))
+        used = tracker.record() if tracker else NO_SANDBOX
+        report = build_report(ctx, state, chosen.name, time.time() - (state.get("started") or started), used)
         files = write_report(report, out, ledger=ledger)
         truth = None
         if incident.subject.model.startswith("organism/"):

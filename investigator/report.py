@@ -101,6 +101,24 @@ class Cost(_Model):
     planner_tokens: int = 0
 
 
+class SandboxUsed(_Model):
+    """Where the incident's commands ran, and what isolated them from this machine."""
+
+    backend: str = Field(description="docker, local, simulated, or none when no world was rebuilt")
+    isolation: str = Field(description="what separated the commands from the host, and what did not")
+    trusted: bool = Field(
+        default=False, description="a shipped scenario played by a shipped organism (see SECURITY.md)"
+    )
+    allow_host: bool = Field(default=False, description="the user allowed this untrusted incident on this machine")
+    notes: list[str] = Field(default_factory=list, description="fallbacks and warnings, as printed")
+
+
+NO_SANDBOX = SandboxUsed(
+    backend="none",
+    isolation="no sandbox was used: this incident's world was not rebuilt, so nothing from it was executed",
+)
+
+
 class ForensicsReport(_Model):
     """The investigation's product (see module doc)."""
 
@@ -121,6 +139,8 @@ class ForensicsReport(_Model):
     mitigations: list[str] = Field(default_factory=list)
     limitations: list[str] = Field(default_factory=list)
     cost: Cost = Field(default_factory=Cost)
+    sandbox: SandboxUsed = Field(default_factory=lambda: NO_SANDBOX.model_copy())
+    """Where the incident's commands ran; every report says, even when nothing ran."""
     notes: list[str] = Field(default_factory=list)
 
     def evidence_ids(self) -> set[str]:

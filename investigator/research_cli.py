@@ -75,7 +75,19 @@ SubjectOpt = Annotated[
     ),
 ]
 BackendOpt = Annotated[
-    str | None, typer.Option(help="Sandbox backend for rollouts: docker (default, falls back to local) or local.")
+    str | None,
+    typer.Option(
+        help="Sandbox backend: docker (default; shipped scenarios played by organisms fall back to local), "
+        "local (bubblewrap on this machine; untrusted incidents also need --allow-host) or simulated."
+    ),
+]
+AllowHostOpt = Annotated[
+    bool,
+    typer.Option(
+        "--allow-host",
+        help="Let an untrusted incident's commands run on this machine in the local bubblewrap sandbox "
+        "(no Docker engine, or --backend local). Printed, logged and recorded in the report.",
+    ),
 ]
 SeedOpt = Annotated[int, typer.Option(help="Seed of the first sample.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print only a JSON summary.")]
@@ -84,14 +96,25 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print only a JSON summary
 # --------------------------------------------------------------------------- shared set-up
 
 
-def _case(incident_path: Path, run: Path | None, subject: str | None, backend: str | None) -> Case:
+def _case(
+    incident_path: Path, run: Path | None, subject: str | None, backend: str | None, allow_host: bool = False
+) -> Case:
     """The case every command works on (investigator.case.open_case): the incident, its
-    run's ledger (default ``runs/<incident id>``), the subject, the world."""
+    run's ledger (default ``runs/<incident id>``), the subject, the world. The sandbox
+    policy decides when a world is first needed (a next-turn resample needs none); its
+    note reaches the output as an experiment note."""
     from investigator.case import open_case
     from tools.incident import load_incident
 
     incident = load_incident(incident_path)
-    return open_case(incident, run if run is not None else Path("runs") / incident.id, subject=subject, backend=backend)
+    return open_case(
+        incident,
+        run if run is not None else Path("runs") / incident.id,
+        subject=subject,
+        backend=backend,
+        allow_host=allow_host,
+        check_sandbox=False,
+    )
 
 
 @contextmanager
@@ -177,6 +200,7 @@ def resample_command(
     run: RunOpt = None,
     subject: SubjectOpt = None,
     backend: BackendOpt = None,
+    allow_host: AllowHostOpt = False,
     seed: SeedOpt = 0,
     concurrency: Annotated[int, typer.Option(min=1, help="Samples taken at once.")] = 4,
     as_json: JsonOpt = False,
@@ -234,7 +258,7 @@ def resample_command(
     spec = ExperimentSpec(
         label=name, role=_default_role(variant, chosen, question), variant=variant, n=n, sequential=rule, **common
     )
-    case = _case(incident_path, run, subject, backend)
+    case = _case(incident_path, run, subject, backend, allow_host)
     try:
         with _progress(f"resampling {case.subject.model_string}", n, quiet=as_json) as advance:
             result = asyncio.run(
@@ -384,6 +408,7 @@ def importance_command(
     run: RunOpt = None,
     subject: SubjectOpt = None,
     backend: BackendOpt = None,
+    allow_host: AllowHostOpt = False,
     seed: SeedOpt = 0,
     concurrency: Annotated[int, typer.Option(min=1, help="Samples taken at once.")] = 4,
     as_json: JsonOpt = False,
@@ -394,7 +419,7 @@ def importance_command(
 
     if not turns and not sentences:
         raise typer.BadParameter("choose --turns, --sentences, or both")
-    case = _case(incident_path, run, subject, backend)
+    case = _case(incident_path, run, subject, backend, allow_host)
     summary: dict[str, Any] = {"run": str(case.run_dir)}
     plots: dict[str, bytes] = {}
     try:

@@ -14,6 +14,7 @@ from rich.panel import Panel
 from rich.text import Text
 
 from investigator.investigate import InvestigationResult, PlannerName, investigate
+from investigator.report import SandboxUsed
 from tools.budget import BudgetLimits
 from tools.errors import ForensicsError
 from tools.incident import Incident, load_incident
@@ -24,6 +25,15 @@ RUN_FILE = "run.json"
 def default_planner() -> PlannerName:
     """`llm` when an Anthropic key is configured, else the offline `protocol` planner."""
     return "llm" if os.environ.get("ANTHROPIC_API_KEY") else "protocol"
+
+
+def show_sandbox(console: Console, sandbox: SandboxUsed, *, indent: str = "") -> None:
+    """Say where the incident's commands run and what isolates them; warnings in yellow."""
+    flag = " (--allow-host)" if sandbox.allow_host else (" (trusted world)" if sandbox.trusted else "")
+    head = Text.assemble((f"{indent}sandbox ", "bold"), f"{sandbox.backend}{flag}: ", (sandbox.isolation, "dim"))
+    console.print(head)
+    for note in sandbox.notes:
+        console.print(Text(f"{indent}  {note}", style="yellow"))
 
 
 def summarize(console: Console, result: InvestigationResult) -> None:
@@ -45,6 +55,7 @@ def summarize(console: Console, result: InvestigationResult) -> None:
         f" {result.wall_seconds:.0f} s\n",
         style="dim",
     )
+    text.append(f"sandbox: {report.sandbox.backend}" + (" (--allow-host)\n" if report.sandbox.allow_host else "\n"))
     text.append(report.summary)
     console.print(Panel(text, title=f"report: {report.incident_id}", title_align="left"))
     if result.grade:
@@ -73,7 +84,10 @@ def run_investigation_cli(
     limits: dict[str, Any],
     backend: str | None,
     blind: bool = False,
+    allow_host: bool = False,
 ) -> None:
+    from tools.world import choose_world_backend
+
     options: dict[str, Any]
     loaded: Incident
     if resume is not None:
@@ -83,6 +97,8 @@ def run_investigation_cli(
         options = json.loads(run_file.read_text(encoding="utf-8"))
         loaded = Incident.model_validate(options["incident"])
         run_dir = resume
+        allow_host = bool(options.get("allow_host", False)) or allow_host
+        choice = choose_world_backend(loaded, backend=options["backend"], allow_host=allow_host)
     else:
         if incident is None:
             raise ForensicsError("give an INCIDENT file, or --resume RUN_DIR")
@@ -90,6 +106,9 @@ def run_investigation_cli(
         run_dir = out or Path("runs") / loaded.id
         if (run_dir / RUN_FILE).exists():
             raise ForensicsError(f"{run_dir} already holds an investigation; use --resume {run_dir} or another --out")
+        # the sandbox policy first: an untrusted incident that would run here is refused
+        # before the run directory is written
+        choice = choose_world_backend(loaded, backend=backend, allow_host=allow_host)
         options = {
             "incident": loaded.model_dump(mode="json"),
             "planner": planner or default_planner(),
@@ -98,6 +117,7 @@ def run_investigation_cli(
             "n": n,
             "limits": limits,
             "backend": backend,
+            "allow_host": allow_host,
             "blind": blind,
         }
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -117,8 +137,11 @@ def run_investigation_cli(
             n=options["n"],
             resume=resume is not None,
             backend=options["backend"],
+            allow_host=allow_host,
             on_step=lambda line: console.print(Text(f"  · {line}", style="dim")),
             blind=bool(options.get("blind", False)),
+            on_sandbox=lambda sandbox: show_sandbox(console, sandbox, indent="  "),
+            sandbox=choice,
         )
     )
     summarize(console, result)

@@ -481,7 +481,10 @@ def _make_prepare(environment: Environment, workspace: Workspace, paths: PathMap
 
 # --------------------------------------------------------------------------- backend policy
 def _select_backend(request: WorldRequest) -> tuple[str, str | None]:
-    """The backend for an untrusted world, and the note to report with it."""
+    """The backend for an untrusted world, and the note to report with it (the
+    investigation's policy choice, `tools.world.choose_world_backend`, when it made one)."""
+    if request.choice is not None and request.choice.name in ("docker", "local"):
+        return request.choice.name, request.choice.note
     preferred = request.backend or "docker"
     if preferred == "docker":
         from sandboxes.engine import docker_client

@@ -30,8 +30,9 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import BaseModel, ConfigDict
 
 from sandboxes.base import Sandbox, SandboxSpec, SnapshotRef
+from sandboxes.registry import BackendChoice
 from tools.errors import ForensicsError
-from tools.incident import Environment
+from tools.incident import DetectorSpec, Environment
 from tools.toolmap import ToolMapping
 
 if TYPE_CHECKING:
@@ -109,6 +110,10 @@ class WorldRequest:
     """The incident file's folder, against which relative workspace paths resolve."""
     client: Any = None
     """A docker SDK client to reuse (tests)."""
+    behavior: DetectorSpec | None = None
+    """The incident's detector: a world is only trusted when it runs the scenario's own."""
+    choice: BackendChoice | None = None
+    """The backend policy's choice, when already made for this incident (`choose_world_backend`)."""
 
 
 WorldProvider = Callable[[Environment, WorldRequest], World]
@@ -156,6 +161,8 @@ def build_world(
     transcript: Transcript | None = None,
     base_dir: Path | None = None,
     client: Any = None,
+    behavior: DetectorSpec | None = None,
+    choice: BackendChoice | None = None,
 ) -> World:
     """The world of `environment` (see the module doc)."""
     request = WorldRequest(
@@ -165,6 +172,8 @@ def build_world(
         transcript=transcript,
         base_dir=base_dir,
         client=client,
+        behavior=behavior,
+        choice=choice,
     )
     kind = environment_kind(environment)
     if kind == "snapshot":
@@ -188,6 +197,32 @@ def incident_base_dir(incident: Incident) -> Path | None:
     return Path(incident.source_path).resolve().parent if incident.source_path else None
 
 
+def choose_world_backend(
+    incident: Incident, *, backend: str | None = None, allow_host: bool = False, subject_model: str | None = None
+) -> BackendChoice | None:
+    """The sandbox policy's choice for the incident's world, made before anything is
+    built or run (None when it has no world). Only a provider's ``trusted(environment,
+    request)`` can call a world ours; snapshot worlds never are. Raises a
+    `sandboxes.errors.SandboxError` saying what to do when an untrusted incident would
+    run on this machine (see `sandboxes.registry.choose_backend`)."""
+    from sandboxes.registry import choose_backend
+
+    if not has_world(incident):
+        return None
+    request = WorldRequest(
+        backend=backend,
+        allow_host=allow_host,
+        subject_model=subject_model or incident.subject.model,
+        transcript=incident.transcript,
+        base_dir=incident_base_dir(incident),
+        behavior=incident.behavior,
+    )
+    kind = environment_kind(incident.environment)
+    judge = getattr(world_provider(kind), "trusted", None) if kind == "scenario" else None
+    trusted = bool(judge(incident.environment, request)) if callable(judge) else False
+    return choose_backend(backend, trusted=trusted, allow_host=allow_host)
+
+
 def world_factory(
     incident: Incident,
     *,
@@ -195,9 +230,11 @@ def world_factory(
     allow_host: bool = False,
     subject_model: str | None = None,
     client: Any = None,
+    choice: BackendChoice | None = None,
 ) -> WorldFactory:
     """The `WorldFactory` of an incident: `build_world` with the incident's folder,
-    transcript and subject bound, called with each variant's environment."""
+    transcript, detector, subject and (when made) the backend policy's choice bound,
+    called with each variant's environment."""
     base_dir = incident_base_dir(incident)
     subject = subject_model or incident.subject.model
 
@@ -210,6 +247,8 @@ def world_factory(
             transcript=incident.transcript,
             base_dir=base_dir,
             client=client,
+            behavior=incident.behavior,
+            choice=choice,
         )
 
     return factory

@@ -352,6 +352,7 @@ def test_markdown_states_verdict_questions_and_sections_in_order(written: dict[s
         "## Confounds",
         "## Mitigations",
         "## Limitations",
+        "## Sandbox",
         "## Cost",
         "## Notes",
     ]

@@ -115,7 +115,7 @@ async def test_hostile_command_leaves_no_marker_reads_no_shadow_reaches_no_loopb
 async def test_no_secret_of_ours_reaches_a_sandbox(
     sandbox_factory: tuple[str, Factory], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    backend, make = sandbox_factory
+    _, make = sandbox_factory
     for key, value in SECRETS.items():
         monkeypatch.setenv(key, value)
     sandbox = await make()
@@ -163,7 +163,7 @@ async def test_background_processes_die_with_their_command(sandbox_factory: tupl
 
 
 async def test_a_backgrounded_fork_bomb_is_gone_after_its_command(sandbox_factory: tuple[str, Factory]) -> None:
-    backend, make = sandbox_factory
+    _, make = sandbox_factory
     sandbox = await make(limits=Limits(pids=64))
     r = await sandbox.exec(FORK_BOMB, timeout=10)
     assert "launched" in r.stdout
@@ -175,7 +175,7 @@ async def test_a_backgrounded_fork_bomb_is_gone_after_its_command(sandbox_factor
 
 
 async def test_disk_fill_stops_at_the_quota(sandbox_factory: tuple[str, Factory]) -> None:
-    backend, make = sandbox_factory
+    _, make = sandbox_factory
     sandbox = await make(limits=Limits(workspace_mb=16, tmp_mb=8, memory_mb=256))
     r = await sandbox.exec("dd if=/dev/zero of=fill bs=1048576 count=64; echo status=$?; ls -l fill", timeout=60)
     assert "No space left on device" in r.output
@@ -188,7 +188,7 @@ async def test_disk_fill_stops_at_the_quota(sandbox_factory: tuple[str, Factory]
 
 
 async def test_timeouts_return_within_a_second_of_their_deadline(sandbox_factory: tuple[str, Factory]) -> None:
-    backend, make = sandbox_factory
+    _, make = sandbox_factory
     sandbox = await make(limits=Limits(pids=64))
     busy_bomb = "(bomb() { bomb | bomb & }; bomb) & while :; do :; done"
     for command in ("sleep 100", "setsid sleep 100 & (sleep 99 &); sleep 100", busy_bomb):

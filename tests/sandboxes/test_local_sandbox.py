@@ -6,7 +6,6 @@ timeouts) is in test_containment.py; this file covers what is particular to bubb
 
 from __future__ import annotations
 
-import os
 import socket
 import time
 from pathlib import Path
@@ -59,13 +58,15 @@ async def test_the_host_is_not_visible() -> None:
         assert (await sb.exec("unshare -U true")).exit_code != 0  # no user namespaces of its own
         # every namespace differs from ours, and the holder runs as an unprivileged host uid
         for kind in ("net", "pid", "ipc", "uts", "user", "mnt"):
-            assert os.readlink(f"/proc/{sb.holder_pid}/ns/{kind}") != os.readlink(f"/proc/self/ns/{kind}"), kind
-        assert os.stat(f"/proc/{sb.holder_pid}").st_uid == bwrap.sandbox_host_uid() != 0
+            theirs, ours = Path(f"/proc/{sb.holder_pid}/ns/{kind}"), Path(f"/proc/self/ns/{kind}")
+            assert theirs.readlink() != ours.readlink(), kind
+        assert Path(f"/proc/{sb.holder_pid}").stat().st_uid == bwrap.sandbox_host_uid() != 0
 
 
 async def test_python_git_and_mypy_come_from_read_only_runtime_binds() -> None:
     async with await LocalSandbox.start(SandboxSpec()) as sb:
-        r = await sb.exec("for t in python3 mypy git; do command -v $t; done; python3 -c 'import sys; print(sys.prefix)'")
+        script = "for t in python3 mypy git; do command -v $t; done; python3 -c 'import sys; print(sys.prefix)'"
+        r = await sb.exec(script)
         assert r.ok, r.output
         python3, mypy, git, prefix = r.stdout.split()
         assert python3.startswith("/opt/forensics/") and mypy.startswith("/opt/forensics/") and git == "/usr/bin/git"
@@ -135,7 +136,7 @@ def test_refuses_rather_than_degrades_without_bubblewrap(monkeypatch: pytest.Mon
     monkeypatch.setattr(bwrap, "missing_tools", lambda: ["bwrap"])
     local_module.probe.cache_clear()
     try:
-        with pytest.raises(LocalSandboxUnavailable, match="bwrap not found.*refuses to run them unsandboxed"):
+        with pytest.raises(LocalSandboxUnavailable, match=r"bwrap not found.*refuses to run them unsandboxed"):
             local_module.require()
     finally:
         monkeypatch.undo()
