@@ -18,7 +18,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from evals.paths import organisms_dir, scenarios_dir
+from evals.paths import organisms_dir
 from evals.scenario import Scenario, ScenarioError, load_scenario
 from sandboxes.base import Sandbox
 from sandboxes.errors import HostExecutionRefused, ImageBuildError
@@ -38,8 +38,8 @@ def _shipped(path: Path | str | None, root: Path) -> bool:
 
 
 def is_shipped_scenario(scenario: Scenario) -> bool:
-    """Whether a scenario is one of this package's own (not from another directory)."""
-    return _shipped(scenario.directory, scenarios_dir())
+    """Whether a scenario is one of this package's own (not from a search directory)."""
+    return scenario.shipped
 
 
 def is_trusted_world(environment: Environment, subject_model: str, behavior: DetectorSpec | None = None) -> bool:

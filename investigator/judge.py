@@ -73,6 +73,7 @@ REPORT_SECTIONS: tuple[str, ...] = (
     "Confounds",
     "Mitigations",
     "Limitations",
+    "Sandbox",
     "Cost",
     "Notes",
 )

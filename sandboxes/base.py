@@ -101,10 +101,17 @@ credential of the investigator's process can reach a sandbox."""
 
 
 def sandbox_environment(
-    spec: SandboxSpec, path: str, extra: Mapping[str, str] | None = None, *, runtime: Mapping[str, str] | None = None
+    spec: SandboxSpec,
+    path: str | None,
+    extra: Mapping[str, str] | None = None,
+    *,
+    runtime: Mapping[str, str] | None = None,
 ) -> dict[str, str]:
-    """The complete environment of a sandboxed command (see `ENV_ALLOWED`)."""
-    env = {"PATH": path, "HOME": spec.workdir, "LANG": "C.UTF-8", "TERM": "dumb", **(runtime or {})}
+    """The complete environment of a sandboxed command (see `ENV_ALLOWED`); without a
+    `path` the image's own PATH stays (Docker)."""
+    env = {"HOME": spec.workdir, "LANG": "C.UTF-8", "TERM": "dumb", **(runtime or {})}
+    if path is not None:
+        env["PATH"] = path
     env.update(spec.env)
     env.update(extra or {})
     return env

@@ -85,7 +85,6 @@ _SWEPT = False
 WORKSPACE_CACHE = Path(tempfile.gettempdir()) / "model-forensics-workspaces"
 """Workspace archives by image id: an image's own /workspace (read once from a created,
 never started, container) and each snapshot's, written when it is taken."""
-DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 EXEC_WRAPPER = '"$@"; status=$?; kill -9 -1 2>/dev/null; exit $status'
 """Runs the command, then kills whatever else the sandbox user still runs (kill -1
 spares the caller, and the sandbox user cannot signal the root-owned init)."""
@@ -263,7 +262,7 @@ class DockerSandbox(Sandbox):
                 )
             ]
             memory += limits.workspace_mb  # the workspace's tmpfs pages are charged to the container
-        environment = sandbox_environment(spec, spec.env.get("PATH", DEFAULT_PATH))
+        environment = sandbox_environment(spec, None)  # the image's own PATH, unless the spec sets one
         return {
             "image": image,
             # root (with no capabilities) owns PID 1 and the idle main process, so the
@@ -415,19 +414,23 @@ class DockerSandbox(Sandbox):
             duration_s=time.monotonic() - started,
         )
 
-    def _leftovers(self) -> list[str] | None:
-        """The sandbox user's live processes as the engine sees them (None: cannot tell)."""
+    def _leftovers(self) -> bool:
+        """Whether the sandbox user still runs anything: from the engine's process list
+        (read on the engine's side, so nothing in the sandbox can forge it), or, where
+        the engine cannot list processes, from ``kill -0 -1`` run as that user."""
         from docker.errors import APIError, NotFound
 
         try:
             rows = self._container.top(ps_args="-eo pid,uid,stat,comm").get("Processes") or []
         except (APIError, NotFound):
-            return None
+            probe = self._client.api.exec_create(self._container.id, ["/bin/sh", "-c", "kill -0 -1"], user=AGENT_USER)
+            self._client.api.exec_start(probe["Id"])
+            return bool(self._client.api.exec_inspect(probe["Id"]).get("ExitCode") == 0)
         if not rows:
-            return []
+            return False
         init = next((row for row in rows if row[3] in ("docker-init", "tini")), rows[0])
         root_uid = init[1]  # tini and our idle main process run as the container's root
-        return [" ".join(row) for row in rows if row[1] != root_uid and "Z" not in row[2]]
+        return any(row[1] != root_uid and "Z" not in row[2] for row in rows)
 
     def _reap(self) -> None:
         """Kill everything the sandbox user still runs; restart the container (keeping the
@@ -436,9 +439,11 @@ class DockerSandbox(Sandbox):
         for _ in range(_REAP_ATTEMPTS):
             if self._closed:
                 return
-            leftovers = self._leftovers()
-            if leftovers == []:
-                return
+            try:
+                if not self._leftovers():
+                    return
+            except Exception:
+                time.sleep(0.05)  # no pid left even for the probe: kill, then look again
             try:
                 kill = api.exec_create(self._container.id, ["/bin/sh", "-c", "kill -9 -1"], user=AGENT_USER)
                 api.exec_start(kill["Id"])

@@ -172,7 +172,7 @@ class LocalSandbox(Sandbox):
             holder.stdin.close()
         with contextlib.suppress(ProcessLookupError):
             holder.kill()
-        with contextlib.suppress(TimeoutError, asyncio.CancelledError):
+        with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(holder.wait(), timeout=10)
 
     # ---------------------------------------------------------------- exec

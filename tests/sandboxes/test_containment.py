@@ -42,6 +42,11 @@ FORK_BOMB = "bomb() { bomb | bomb & }; (bomb &); echo launched"
 Factory = Callable[..., Awaitable[Sandbox]]
 
 
+def observe(backend: str, probe: str, observed: object) -> None:
+    """Print what a probe measured (``pytest -s -k containment`` shows SECURITY.md's table)."""
+    print(f"[containment] {backend:9} | {probe:32} | {observed}")
+
+
 @pytest.fixture(params=["docker", "local"])
 async def sandbox_factory(request: pytest.FixtureRequest) -> AsyncIterator[tuple[str, Factory]]:
     """(backend, make) where ``await make(limits=...)`` starts a sandbox closed after the test."""
@@ -101,6 +106,7 @@ async def test_hostile_command_leaves_no_marker_reads_no_shadow_reaches_no_loopb
     finally:
         server.close()
         await server.wait_closed()
+    observe(backend, "marker / shadow / 127.0.0.1", f"uid {r.stdout.splitlines()[-2]}, {r.stdout.splitlines()[-1]}")
     assert r.stdout.splitlines()[-2:] == ["1000", "BLOCKED"], r.output
     assert not marker.exists() and not tmp_marker.exists() and not (ROOT / "pwned").exists()
     assert not Path("/root/pwned").exists()
@@ -115,7 +121,7 @@ async def test_hostile_command_leaves_no_marker_reads_no_shadow_reaches_no_loopb
 async def test_no_secret_of_ours_reaches_a_sandbox(
     sandbox_factory: tuple[str, Factory], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    _, make = sandbox_factory
+    backend, make = sandbox_factory
     for key, value in SECRETS.items():
         monkeypatch.setenv(key, value)
     sandbox = await make()
@@ -126,6 +132,7 @@ async def test_no_secret_of_ours_reaches_a_sandbox(
         assert value not in seen, key
         assert f"{key}=" not in seen, key
     names = {line.split("=", 1)[0] for line in r.stdout.splitlines() if "=" in line}
+    observe(backend, "environment (incl. /proc/1, PPID)", f"variables seen: {sorted(names)}")
     assert names <= {"PATH", "HOME", "LANG", "TERM", "PWD", "SHLVL", "HOSTNAME", "LD_LIBRARY_PATH", "OLDPWD", "_"}
 
 
@@ -142,6 +149,9 @@ async def test_no_secret_reaches_the_simulated_backend(monkeypatch: pytest.Monke
     async with await SimulatedSandbox.start(SandboxSpec(), simulator=simulator) as sandbox:
         r = await sandbox.exec(ENV_PROBE)
     assert r.provenance == "simulated" and "a Debian box" in r.stdout
+    observe(
+        "simulated", "environment", f"secrets in the simulator's view: {[v for v in SECRETS.values() if v in r.stdout]}"
+    )
     for value in SECRETS.values():
         assert value not in r.stdout
 
@@ -153,17 +163,19 @@ async def test_background_processes_die_with_their_command(sandbox_factory: tupl
     started = time.monotonic()
     r = await sandbox.exec(f"{BACKGROUND}; (sleep 1; echo tampered > state) &")
     assert r.ok and r.stdout == "started\n"
-    assert time.monotonic() - started < 2.0  # nothing holds the output stream open
+    returned = time.monotonic() - started
+    assert returned < 2.0  # nothing holds the output stream open
     ps = await sandbox.exec("ps -o pid,args 2>/dev/null || ps")
     assert "sleep 30" not in ps.stdout and "sleep 1" not in ps.stdout, ps.stdout
     await asyncio.sleep(1.5)
     assert await sandbox.read_file("state") == b"replayed\n"  # the detector would see the real state
+    observe(backend, "nohup / (cmd &) / setsid", f"returned in {returned:.2f} s; none left; workspace untouched")
     if backend == "local":
         assert not [p for p in _host_processes("sleep 30") if "pytest" not in p]
 
 
 async def test_a_backgrounded_fork_bomb_is_gone_after_its_command(sandbox_factory: tuple[str, Factory]) -> None:
-    _, make = sandbox_factory
+    backend, make = sandbox_factory
     sandbox = await make(limits=Limits(pids=64))
     r = await sandbox.exec(FORK_BOMB, timeout=10)
     assert "launched" in r.stdout
@@ -172,10 +184,15 @@ async def test_a_backgrounded_fork_bomb_is_gone_after_its_command(sandbox_factor
     assert alive.stdout.startswith("alive\n"), alive.output
     assert int(alive.stdout.split()[-1]) < 8  # header, sh, ps, wc (and the init on Docker)
     assert time.monotonic() - started < 15
+    observe(
+        backend,
+        "backgrounded fork bomb",
+        f"next command in {time.monotonic() - started:.2f} s, {alive.stdout.split()[-1]} ps lines",
+    )
 
 
 async def test_disk_fill_stops_at_the_quota(sandbox_factory: tuple[str, Factory]) -> None:
-    _, make = sandbox_factory
+    backend, make = sandbox_factory
     sandbox = await make(limits=Limits(workspace_mb=16, tmp_mb=8, memory_mb=256))
     r = await sandbox.exec("dd if=/dev/zero of=fill bs=1048576 count=64; echo status=$?; ls -l fill", timeout=60)
     assert "No space left on device" in r.output
@@ -184,11 +201,14 @@ async def test_disk_fill_stops_at_the_quota(sandbox_factory: tuple[str, Factory]
     assert 8 << 20 < size <= 16 << 20
     t = await sandbox.exec("dd if=/dev/zero of=/tmp/fill bs=1048576 count=64; ls -l /tmp/fill", timeout=60)
     assert "No space left on device" in t.output and int(t.stdout.split()[-5]) <= 8 << 20
+    observe(
+        backend, "disk fill (16 MiB / 8 MiB quotas)", f"ENOSPC at {size} B workspace, {t.stdout.split()[-5]} B /tmp"
+    )
     assert (await sandbox.exec("rm fill && echo ok > small && cat small")).stdout == "ok\n"  # usable again
 
 
 async def test_timeouts_return_within_a_second_of_their_deadline(sandbox_factory: tuple[str, Factory]) -> None:
-    _, make = sandbox_factory
+    backend, make = sandbox_factory
     sandbox = await make(limits=Limits(pids=64))
     busy_bomb = "(bomb() { bomb | bomb & }; bomb) & while :; do :; done"
     for command in ("sleep 100", "setsid sleep 100 & (sleep 99 &); sleep 100", busy_bomb):
@@ -197,5 +217,6 @@ async def test_timeouts_return_within_a_second_of_their_deadline(sandbox_factory
         elapsed = time.monotonic() - started
         assert r.timed_out and r.exit_code is None, command
         assert elapsed < 3.0, (command, elapsed)
+        observe(backend, f"timeout 2 s: {command[:22]}", f"returned after {elapsed:.2f} s")
     after = await sandbox.exec("ps | wc -l", timeout=30)
     assert int(after.stdout.split()[-1]) < 8, after.output

@@ -108,13 +108,18 @@ def test_the_scenario_provider_builds_a_real_scenario_world() -> None:
     from evals.world import scenario_world_provider
 
     environment = Environment(scenario="pre-commit-hook", knobs={"n_type_errors": 3})
-    world = scenario_world_provider(environment, WorldRequest(backend="local", subject_model="organism/x"))
+    trusted = WorldRequest(backend="local", subject_model="organism/precommit-lazy-knowing")
+    world = scenario_world_provider(environment, trusted)
     assert world.kind == "scenario" and world.trusted
     assert world.backend == "local"
     assert "bash" in world.mapping.tools or world.mapping.tools  # the scenario's own mapping
     assert any(path.endswith(".py") for path in world.sandbox_spec.files)
-    untrusted = scenario_world_provider(environment, WorldRequest(backend="local", subject_model="anthropic/x"))
-    assert not untrusted.trusted
+    from sandboxes.errors import HostExecutionRefused
+
+    with pytest.raises(HostExecutionRefused):  # an untrusted world on this machine needs --allow-host
+        scenario_world_provider(environment, WorldRequest(backend="local", subject_model="anthropic/x"))
+    allowed = WorldRequest(backend="local", subject_model="anthropic/x", allow_host=True)
+    assert not scenario_world_provider(environment, allowed).trusted
 
 
 async def test_a_scenario_world_deletes_the_files_a_variant_removed() -> None:
