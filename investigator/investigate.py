@@ -272,7 +272,14 @@ async def investigate(
     out = Path(run_dir)
     started = time.time()
     case = open_case(
-        incident, out, subject=subject, backend=backend, allow_host=allow_host, blind=blind, sandbox=sandbox
+        incident,
+        out,
+        subject=subject,
+        backend=backend,
+        allow_host=allow_host,
+        blind=blind,
+        sandbox=sandbox,
+        check_sandbox=planner != "cot-only",  # it runs no experiment, so it needs no world
     )
     tracker = SandboxTracker(case.sandbox) if case.sandbox is not None else None
     if tracker is not None and case.world is not None:

@@ -98,7 +98,9 @@ def run_investigation_cli(
         loaded = Incident.model_validate(options["incident"])
         run_dir = resume
         allow_host = bool(options.get("allow_host", False)) or allow_host
-        choice = choose_world_backend(loaded, backend=options["backend"], allow_host=allow_host)
+        choice = None
+        if options["planner"] != "cot-only":
+            choice = choose_world_backend(loaded, backend=options["backend"], allow_host=allow_host)
     else:
         if incident is None:
             raise ForensicsError("give an INCIDENT file, or --resume RUN_DIR")
@@ -106,12 +108,15 @@ def run_investigation_cli(
         run_dir = out or Path("runs") / loaded.id
         if (run_dir / RUN_FILE).exists():
             raise ForensicsError(f"{run_dir} already holds an investigation; use --resume {run_dir} or another --out")
+        planner = planner or default_planner()
         # the sandbox policy first: an untrusted incident that would run here is refused
-        # before the run directory is written
-        choice = choose_world_backend(loaded, backend=backend, allow_host=allow_host)
+        # before the run directory is written (cot-only runs nothing, so needs no world)
+        choice = None
+        if planner != "cot-only":
+            choice = choose_world_backend(loaded, backend=backend, allow_host=allow_host)
         options = {
             "incident": loaded.model_dump(mode="json"),
-            "planner": planner or default_planner(),
+            "planner": planner,
             "model": model,
             "judge": judge,
             "n": n,

@@ -32,7 +32,7 @@ on every normal path; an `atexit` hook removes what a dying interpreter still ho
 `sweep_stale()` (run once per process before the first start, and by `forensics
 sandbox prune`) removes what a killed process left behind. Snapshots are ``docker
 commit`` images plus, with the volume workspace, a tar of the workspace kept beside
-them (`WORKSPACE_CACHE`, named by image id).
+them (`WORKSPACE_CACHE_NAME`, named by image id).
 """
 
 from __future__ import annotations
@@ -44,7 +44,6 @@ import io
 import socket
 import struct
 import tarfile
-import tempfile
 import threading
 import time
 import uuid
@@ -66,7 +65,7 @@ from sandboxes.base import (
 )
 from sandboxes.engine import LABEL, docker_client
 from sandboxes.errors import SandboxError
-from sandboxes.owners import owner_id, owner_is_alive
+from sandboxes.owners import owner_id, owner_is_alive, private_dir
 
 __all__ = ["LABEL", "DockerSandbox", "owner_id", "owner_is_alive", "remove_snapshot", "sweep_stale"]
 
@@ -82,9 +81,10 @@ SNAPSHOT_REPOSITORY = "model-forensics/snapshot"
 _POOL = ThreadPoolExecutor(max_workers=64, thread_name_prefix="docker-sandbox")
 _LIVE: dict[str, Any] = {}
 _SWEPT = False
-WORKSPACE_CACHE = Path(tempfile.gettempdir()) / "model-forensics-workspaces"
-"""Workspace archives by image id: an image's own /workspace (read once from a created,
-never started, container) and each snapshot's, written when it is taken."""
+WORKSPACE_CACHE_NAME = "model-forensics-workspaces"
+"""Workspace archives by image id, in this user's `owners.private_dir` of this name: an
+image's own /workspace (read once from a created, never started, container) and each
+snapshot's, written when it is taken."""
 EXEC_WRAPPER = '"$@"; status=$?; kill -9 -1 2>/dev/null; exit $status'
 """Runs the command, then kills whatever else the sandbox user still runs (kill -1
 spares the caller, and the sandbox user cannot signal the root-owned init)."""
@@ -136,7 +136,7 @@ def _remove_live_containers() -> None:
 
 
 def _archive_path(image_id: str) -> Path:
-    return WORKSPACE_CACHE / f"{image_id.replace(':', '-')}.tar"
+    return private_dir(WORKSPACE_CACHE_NAME) / f"{image_id.replace(':', '-')}.tar"
 
 
 def workspace_mode(client: Any, image: str) -> WorkspaceMode:
@@ -455,7 +455,7 @@ class DockerSandbox(Sandbox):
     def _restart_keeping_workspace(self) -> None:
         archive = None
         if self._mode == "volume":
-            archive = WORKSPACE_CACHE / f"restart-{uuid.uuid4().hex}.tar"
+            archive = private_dir(WORKSPACE_CACHE_NAME) / f"restart-{uuid.uuid4().hex}.tar"
             self._save_workspace(archive)
         try:
             self._container.restart(timeout=0)

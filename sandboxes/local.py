@@ -51,9 +51,10 @@ from sandboxes.base import (
     sandbox_environment,
 )
 from sandboxes.errors import LocalSandboxUnavailable, SandboxError
-from sandboxes.owners import owner_id, owner_is_alive
+from sandboxes.owners import owner_id, owner_is_alive, private_dir
 
-SNAPSHOT_ROOT = Path(tempfile.gettempdir()) / "model-forensics-snapshots"
+SNAPSHOT_DIR_NAME = "model-forensics-snapshots"
+"""Local snapshots are tar files in this user's `owners.private_dir` of this name."""
 _INTERNAL_TIMEOUT_S = 600.0
 _KILL_GRACE_S = 2.0
 _NOT_WORKDIRS = ("/", "/tmp", "/dev/shm")
@@ -341,9 +342,9 @@ class LocalSandbox(Sandbox):
 
     # ------------------------------------------------------------- snapshot
     async def snapshot(self) -> SnapshotRef:
-        await asyncio.to_thread(_sweep_stale_snapshots)
-        SNAPSHOT_ROOT.mkdir(mode=0o700, parents=True, exist_ok=True)
-        destination = SNAPSHOT_ROOT / f"{owner_id()}-{uuid.uuid4().hex}.tar"
+        root = private_dir(SNAPSHOT_DIR_NAME)
+        await asyncio.to_thread(_sweep_stale_snapshots, root)
+        destination = root / f"{owner_id()}-{uuid.uuid4().hex}.tar"
         with destination.open("wb") as sink:
             result = await self._spawn(
                 ["tar", "-C", self.spec.workdir, "-cf", "-", "."], timeout=_INTERNAL_TIMEOUT_S, stdout=sink, cap=4096
@@ -433,14 +434,13 @@ def _checked_workdir(workdir: str) -> str:
     return str(p)
 
 
-def _sweep_stale_snapshots() -> None:
+def _sweep_stale_snapshots(root: Path) -> None:
     """Remove snapshot files whose owner process is gone (once per process)."""
     global _swept
-    if _swept or not SNAPSHOT_ROOT.is_dir():
-        _swept = True
+    if _swept:
         return
     _swept = True
-    for entry in SNAPSHOT_ROOT.glob("*.tar"):
+    for entry in root.glob("*.tar"):
         owner = entry.name.rsplit("-", 1)[0]
         if not owner_is_alive(owner):
             entry.unlink(missing_ok=True)

@@ -71,7 +71,11 @@ async def test_make_incident_in_an_extra_scenario(suite: tuple[Path, Path]) -> N
     paths.add_scenario_dir(scenarios)
     assert str(scenarios.resolve()) in os.environ[paths.SCENARIOS_ENV]  # workers inherit it
     subject = get_model("organism/suite-ambiguity", organism_dirs=[str(organisms)])
-    incident, _ = await make_incident(subject, "suite-shutdown", backend="local")
+    from sandboxes.errors import HostExecutionRefused
+
+    with pytest.raises(HostExecutionRefused):  # a scenario from another directory is not ours
+        await make_incident(subject, "suite-shutdown", backend="local")
+    incident, _ = await make_incident(subject, "suite-shutdown", backend="local", allow_host=True)
     assert incident.environment.scenario == "suite-shutdown"
 
 
@@ -79,7 +83,7 @@ def test_simulate_and_list_with_scenarios_and_organisms_options(suite: tuple[Pat
     from investigator.cli import app
 
     scenarios, organisms = suite
-    args = ["simulate", "suite-ambiguity", "--n", "3", "--backend", "local", "--json"]
+    args = ["simulate", "suite-ambiguity", "--n", "3", "--backend", "local", "--allow-host", "--json"]
     result = CliRunner().invoke(app, [*args, "--organisms", str(organisms), "--scenarios", str(scenarios)])
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout.strip().splitlines()[-1])

@@ -122,13 +122,12 @@ async def test_snapshot_and_fork_start_from_the_replayed_state() -> None:
 
 
 def test_snapshots_of_a_dead_process_are_swept(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(local_module, "SNAPSHOT_ROOT", tmp_path)
     monkeypatch.setattr(local_module, "_swept", False)
     stale = tmp_path / f"{socket.gethostname()}:999999999:1-abc.tar"  # a pid that cannot exist
     mine = tmp_path / f"{local_module.owner_id()}-def.tar"
     stale.write_bytes(b"")
     mine.write_bytes(b"")
-    local_module._sweep_stale_snapshots()
+    local_module._sweep_stale_snapshots(tmp_path)
     assert not stale.exists() and mine.exists()
 
 
