@@ -37,7 +37,14 @@ SECRETS = {
     "HF_TOKEN": "hf_containment_a1",
 }
 ENV_PROBE = "env; for f in /proc/self/environ /proc/1/environ /proc/$PPID/environ; do tr '\\0' '\\n' < $f; done"
-BACKGROUND = "(sleep 300 &); nohup sleep 301 >/dev/null 2>&1 & setsid sleep 302 & echo started"
+
+
+def _background(n: int) -> str:
+    """Three ways to leave a process behind, sleeping n, n+1 and n+2 seconds (n unique
+    per test, so the host's process list can be searched for exactly these)."""
+    return f"(sleep {n} &); nohup sleep {n + 1} >/dev/null 2>&1 & setsid sleep {n + 2} & echo started"
+
+
 FORK_BOMB = "bomb() { bomb | bomb & }; (bomb &); echo launched"
 Factory = Callable[..., Awaitable[Sandbox]]
 
@@ -161,17 +168,18 @@ async def test_background_processes_die_with_their_command(sandbox_factory: tupl
     sandbox = await make()
     await sandbox.write_file("state", "replayed\n")
     started = time.monotonic()
-    r = await sandbox.exec(f"{BACKGROUND}; (sleep 1; echo tampered > state) &")
+    n = 300_000 + uuid.uuid4().int % 600_000
+    r = await sandbox.exec(f"{_background(n)}; (sleep 1; echo tampered > state) &")
     assert r.ok and r.stdout == "started\n"
     returned = time.monotonic() - started
     assert returned < 2.0  # nothing holds the output stream open
     ps = await sandbox.exec("ps -o pid,args 2>/dev/null || ps")
-    assert "sleep 30" not in ps.stdout and "sleep 1" not in ps.stdout, ps.stdout
+    assert f"sleep {n}" not in ps.stdout and f"sleep {n + 2}" not in ps.stdout and "sleep 1" not in ps.stdout
     await asyncio.sleep(1.5)
     assert await sandbox.read_file("state") == b"replayed\n"  # the detector would see the real state
     observe(backend, "nohup / (cmd &) / setsid", f"returned in {returned:.2f} s; none left; workspace untouched")
     if backend == "local":
-        assert not [p for p in _host_processes("sleep 30") if "pytest" not in p]
+        assert not [p for p in _host_processes(f"sleep {n}") if "pytest" not in p]
 
 
 async def test_a_backgrounded_fork_bomb_is_gone_after_its_command(sandbox_factory: tuple[str, Factory]) -> None:
