@@ -296,6 +296,51 @@ def sandbox_status() -> None:
             console.print(Text(f"  {choice.note}", style="yellow"))
 
 
+class ExecutorChoice(StrEnum):
+    local = "local"
+    ray = "ray"
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8080,
+    workers: Annotated[
+        int | None, typer.Option(help="Investigations run at once (default: the executor's).", min=1)
+    ] = None,
+    executor: Annotated[
+        ExecutorChoice | None, typer.Option(help="Where investigations run: local processes, or a Ray cluster.")
+    ] = None,
+    address: Annotated[str | None, typer.Option(help="The Ray cluster (auto, HOST:PORT, ray://HOST:PORT).")] = None,
+    state_dir: Annotated[
+        Path | None,
+        typer.Option("--dir", help="State directory: queue database and run directories (FORENSICS_SERVE_DIR)."),
+    ] = None,
+    config: Annotated[
+        Path | None, typer.Option("--config", help="Service config file (YAML; FORENSICS_SERVE_CONFIG).")
+    ] = None,
+    log_level: Annotated[str, typer.Option(help="uvicorn's log level.")] = "info",
+) -> None:
+    """Serve the HTTP escalation endpoint: POST incidents, get reports, follow them live on its page.
+
+    Tokens come from FORENSICS_API_TOKENS or the config file; see docs/service.md."""
+    from investigator.service import load_config
+    from investigator.service import serve as run_service
+
+    settings = load_config(
+        config,
+        dir=state_dir,
+        workers=workers,
+        executor=executor.value if executor else None,
+        address=address,
+    )
+    console.print(
+        f"[bold]forensics serve[/bold] on http://{host}:{port} · state in {settings.dir} · "
+        f"{len(settings.tokens)} token(s) · executor {settings.executor}"
+    )
+    run_service(settings, host=host, port=port, log_level=log_level)
+
+
 def _load_plugins() -> None:
     """Commands from installed packages (``model_forensics.cli`` entry points)."""
     from importlib.metadata import entry_points

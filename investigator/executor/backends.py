@@ -207,6 +207,10 @@ class Backend(ABC):
     def default_workers(self) -> int:
         return 2
 
+    async def warm(self) -> None:
+        """Prepare to start jobs quickly (called when an executor starts)."""
+        return None
+
     async def close(self) -> None:
         return None
 
@@ -230,6 +234,15 @@ class LocalBackend(Backend):
 
     def default_workers(self) -> int:
         return max(1, min(4, (os.cpu_count() or 2) // 2 or 1))
+
+    async def warm(self) -> None:
+        """Start the fork server now, so its imports overlap whatever comes before the
+        first job (a service's first request) instead of delaying that job."""
+        if self.preload:
+            import multiprocessing.forkserver
+
+            _fork_context()
+            await asyncio.to_thread(multiprocessing.forkserver.ensure_running)
 
     async def _spawn(self, spec: JobSpec) -> _Worker:
         run_dir = Path(spec.run_dir)

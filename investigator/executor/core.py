@@ -189,6 +189,7 @@ class Executor:
                 self.db.reopen(record.id, reason="retrying a failed job")
         for record in self.db.jobs(states=[JobState.pending]):
             self._schedule(record.id)
+        await self.backend.warm()
         self._poller = asyncio.create_task(self._poll_loop(), name="executor-poller")
         self._check_idle()
 
