@@ -16,11 +16,11 @@ $(BIN)/python:
 # resolver picks a CUDA build.
 $(VENV)/.stamp-demo: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet torch==2.13.0
-	$(BIN)/python -m pip install --quiet -e '.[inspect,embed]'
+	$(BIN)/python -m pip install --quiet -e '.[inspect,embed,serve]'
 	touch $@
 
 $(VENV)/.stamp-test: pyproject.toml $(VENV)/.stamp-demo
-	$(BIN)/python -m pip install --quiet -e '.[dev,inspect,embed,local,ray]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,inspect,embed,local,ray,serve]'
 	touch $@
 
 install-demo: $(VENV)/.stamp-demo
