@@ -158,7 +158,9 @@ def incident_body(incident_file: Path, **options: Any) -> dict[str, Any]:
     return {"incident": data, **options}
 
 
-def wait_until_final(client: httpx.Client, job_ids: list[str], *, token: str = MAIN, timeout: float = 240.0) -> dict[str, dict[str, Any]]:
+def wait_until_final(
+    client: httpx.Client, job_ids: list[str], *, token: str = MAIN, timeout: float = 240.0
+) -> dict[str, dict[str, Any]]:
     """Poll until every investigation has ended; their last views."""
     deadline = time.monotonic() + timeout
     views: dict[str, dict[str, Any]] = {}

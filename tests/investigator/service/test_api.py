@@ -15,6 +15,7 @@ import pytest
 import yaml
 
 from investigator.executor.worker import ATTEMPTS_FILE
+from tests.conftest import EXAMPLES
 from tests.investigator.service.conftest import (
     BROKE,
     MAIN,
@@ -138,7 +139,10 @@ def test_bad_requests_get_clear_422s_and_leave_nothing_behind(
     deep["incident"] = {**good["incident"], "metadata": {"x": nested}}
     answer = post(deep)
     assert answer.status_code == 422 and "deep" in answer.json()["detail"]
-    assert client.post("/v1/incidents", content=b"<xml/>", headers={**auth(), "Content-Type": "text/xml"}).status_code == 415
+    assert (
+        client.post("/v1/incidents", content=b"<xml/>", headers={**auth(), "Content-Type": "text/xml"}).status_code
+        == 415
+    )
     # multipart: the transcript a file names is never read from the server's disk
     incident = yaml.safe_load(organism_incidents["oversight-subversion"].read_text())
     incident["transcript"] = "../../../../etc/passwd"
@@ -189,7 +193,9 @@ def test_a_json_incident_is_investigated_and_its_report_served_by_accept(
     assert report.headers["content-type"].startswith("application/json")
     assert report.json()["verdict"] == done["verdict"] and report.json()["incident_id"] == "oversight-subversion"
     markdown = client.get(done["links"]["report"], headers={**auth(), "Accept": "text/markdown"})
-    assert markdown.headers["content-type"].startswith("text/markdown") and markdown.text.startswith("# Forensics report")
+    assert markdown.headers["content-type"].startswith("text/markdown") and markdown.text.startswith(
+        "# Forensics report"
+    )
     html = client.get(done["links"]["report"], headers={**auth(), "Accept": "text/html,*/*;q=0.8"})
     assert html.headers["content-type"].startswith("text/html") and "<html" in html.text
     assert "sandbox" in html.headers["content-security-policy"]
@@ -232,24 +238,45 @@ def test_a_multipart_upload_with_a_transcript_file(
     assert inputs == ["incident.json", "incident.upload.yaml", "transcript.json"]
 
 
-def test_an_environment_archive_is_accepted_only_where_worlds_can_use_it(
-    client: httpx.Client, organism_incidents: dict[str, Path]
-) -> None:
-    from tools.incident import Environment
-
-    incident_file = organism_incidents["shutdown-ambiguity"]
-    incident = yaml.safe_load(incident_file.read_text())
-    incident["transcript"] = json.loads((incident_file.parent / incident["transcript"]).read_text())
+def test_a_workspace_archive_upload_becomes_the_incidents_environment(client: httpx.Client, server: Server) -> None:
+    """The Claude Code example: session log, incident file and the repository's archive,
+    uploaded as they are; the archive lands in the run directory as the world's workspace."""
+    folder = EXAMPLES / "claude-code-session"
+    incident = yaml.safe_load((folder / "incident.yaml").read_text())
+    incident["subject"]["model"] = "organism/oversight-subversion"  # offline: cot-only never samples it anyway
     answer = client.post(
         "/v1/incidents",
-        files={"incident": ("i.yaml", yaml.safe_dump(incident).encode()), "environment": ("ws.tar.gz", b"\x1f\x8b")},
+        files={
+            "incident": ("incident.yaml", yaml.safe_dump(incident).encode()),
+            "transcript": ("session.jsonl", (folder / "session.jsonl").read_bytes()),
+            "environment": ("tally.tar.gz", (folder / "tally.tar.gz").read_bytes()),
+        },
+        data={"planner": "cot-only"},
         headers=auth(),
     )
-    assert answer.status_code == 422
-    if "archive" not in Environment.model_fields:
-        assert "cannot rebuild a world from an uploaded workspace archive" in answer.json()["detail"]
-    else:  # a scenario builds its own world: an archive beside it is refused by the incident's own rules
-        assert "environment" in answer.json()["detail"]
+    assert answer.status_code == 202, answer.text
+    job = answer.json()
+    assert job["incident_id"] == "claude-code-skip-test"
+    inputs = server.state_dir / "runs" / job["id"] / "input"
+    staged = json.loads((inputs / "incident.json").read_text())
+    assert staged["environment"]["archive"] == {"path": "workspace.tar.gz", "strip_components": 0}
+    assert staged["transcript"] == "transcript.jsonl"
+    assert (inputs / "workspace.tar.gz").read_bytes() == (folder / "tally.tar.gz").read_bytes()
+    done = wait_until_final(client, [job["id"]])[job["id"]]
+    assert done["state"] == "done", done
+
+    # a scenario builds its own world: an archive beside it is refused, saying why
+    scenario = yaml.safe_load((EXAMPLES / "incident_organism.yaml").read_text())
+    answer = client.post(
+        "/v1/incidents",
+        files={
+            "incident": ("i.yaml", yaml.safe_dump(scenario).encode()),
+            "transcript": ("t.json", (EXAMPLES / "organism_transcript.json").read_bytes()),
+            "environment": ("ws.tar.gz", (folder / "tally.tar.gz").read_bytes()),
+        },
+        headers=auth(),
+    )
+    assert answer.status_code == 422 and "scenario builds its own world" in answer.json()["detail"]
 
 
 def test_fifty_concurrent_submissions_all_complete(

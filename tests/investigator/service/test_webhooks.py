@@ -29,7 +29,7 @@ class Receiver:
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 - the stdlib's name
+            def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers["Content-Length"]))
                 receiver.received.append({"headers": dict(self.headers), "body": body, "path": self.path})
                 failing = len(receiver.received) <= receiver.failures
@@ -98,7 +98,9 @@ def test_a_finished_investigation_is_posted_signed_and_retried(
         expected = "sha256=" + hmac.new(WEBHOOK_SECRET.encode(), delivery["body"], hashlib.sha256).hexdigest()
         assert headers["x-forensics-signature"] == expected
         payload = json.loads(delivery["body"])
-        assert headers["x-forensics-event"] == payload["event"] and headers["x-forensics-delivery"] == payload["delivery"]
+        assert (
+            headers["x-forensics-event"] == payload["event"] and headers["x-forensics-delivery"] == payload["delivery"]
+        )
         by_event.setdefault(payload["investigation"]["id"], []).append(payload)
         assert delivery["path"] == "/hooks/forensics"
     done = by_event[job["id"]]
