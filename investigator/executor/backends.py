@@ -14,9 +14,8 @@ budget) and records everything in the batch database.
   without an outcome) is started again, up to `max_attempts`, and resumes from its
   checkpoint. Workers die with the executor (the parent-death signal, or a pidfd
   watch for forked workers), so a killed executor never leaves a worker racing its
-  successor. As with any ``multiprocessing`` program, a script that runs an executor
-  keeps its top-level code under ``if __name__ == "__main__":`` (a forked worker
-  imports the main module, as ``__mp_main__``, before it runs).
+  successor. A forked worker does not re-run the executor's main module (see
+  `_start_forked`), so any program may run an executor, guarded or not.
 - `RayBackend`: each job is a Ray task declaring its resources (CPUs, memory, and the
   custom ``docker`` resource when its sandboxes need an engine), retried by Ray
   itself when its worker or node dies (``max_retries``); the retry resumes from the
@@ -32,6 +31,8 @@ import multiprocessing
 import os
 import signal
 import sys
+import threading
+import types
 from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Any, Protocol
@@ -167,6 +168,27 @@ def _signal_tree(pid: int, sig: int) -> None:
             os.kill(pid, sig)
 
 
+_NO_MAIN = types.ModuleType("__main__")
+_STARTING = threading.Lock()
+
+
+def _start_forked(process: multiprocessing.process.BaseProcess) -> None:
+    """Start a forked worker without its parent's main module. ``multiprocessing``
+    re-runs the parent's ``__main__`` (as ``__mp_main__``) in every child it starts this
+    way, so that objects defined there can be unpickled; our target lives in this
+    module, so the worker needs none of it — and re-running a CLI's main module per job
+    (``python -m investigator.cli serve`` re-executes the whole CLI) costs seconds. The
+    main module is hidden only while the start request is prepared, under a lock."""
+    with _STARTING:
+        main = sys.modules.get("__main__")
+        sys.modules["__main__"] = _NO_MAIN
+        try:
+            process.start()
+        finally:
+            if main is not None:
+                sys.modules["__main__"] = main
+
+
 def _fork_context() -> multiprocessing.context.ForkServerContext:
     context = multiprocessing.get_context("forkserver")
     assert isinstance(context, multiprocessing.context.ForkServerContext)
@@ -256,7 +278,7 @@ class LocalBackend(Backend):
                 name=f"forensics-job:{spec.id}",
             )
             # starting the fork server (the first time) imports the investigator: not on the event loop
-            starting = asyncio.ensure_future(asyncio.to_thread(process.start))
+            starting = asyncio.ensure_future(asyncio.to_thread(_start_forked, process))
             try:
                 await asyncio.shield(starting)
             except asyncio.CancelledError:
