@@ -110,8 +110,10 @@ def test_bench_writes_the_leaderboard_and_resumes_after_sigkill(tmp_path: Path, 
     assert second.returncode == 0, output
 
     # Nothing that was done is redone: no incident caught again, no finished job rerun...
-    assert {p.name: p.stat().st_mtime_ns for p in (out / "incidents").iterdir()} == incidents
-    assert len(incidents) == 4  # two incident files and their transcripts
+    # (the second organism may not have been caught yet when the kill came: it is caught now, once)
+    after = {p.name: p.stat().st_mtime_ns for p in (out / "incidents").iterdir()}
+    assert incidents and {name: after.get(name) for name in incidents} == incidents
+    assert len(after) == 4  # two incident files and their transcripts
     for job, count in attempts_before.items():
         assert len((out / "runs" / job / ATTEMPTS_FILE).read_text().splitlines()) == count == 1
     # ...and the interrupted job resumed from its checkpoint, paying for no kept sample again.
