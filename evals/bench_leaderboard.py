@@ -238,8 +238,8 @@ def aggregate_row(case: Case, result: AggregateResult, *, out: Path) -> CaseRow:
 def vote_row(case: Case, replicates: Sequence[CaseRow]) -> CaseRow | None:
     """The majority verdict of a case's graded replicates (a tie between verdicts decides
     nothing: *inconclusive*), their most frequent motivation (on a tie, the earliest
-    replicate's), and the mean of their
-    probabilities (so its Brier is the linear pool's). None with fewer than two."""
+    replicate's) and the mean of their probabilities (so its Brier is the linear
+    pool's). None with fewer than two."""
     graded = [r for r in replicates if r.graded]
     if len(graded) < 2:
         return None
