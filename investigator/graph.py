@@ -85,7 +85,10 @@ def build_graph(
         if hasattr(planner, "opening"):
             opening = planner.opening(ctx.incident)
         else:
-            opening = Message(role="user", content=[TextBlock(text=f"Investigate incident {ctx.incident.id}.")])
+            from tools.quoting import quote_inline
+
+            text = f"Investigate incident {quote_inline(ctx.incident.id)}."
+            opening = Message(role="user", content=[TextBlock(text=text)])
         hooks.on_step(f"triage: incident {ctx.incident.id}, flagged turn {ctx.incident.flagged_turn_index}")
         return {
             "conversation": [opening.model_dump(mode="json")],

@@ -7,7 +7,11 @@ drift from the code. `call_tool` validates arguments and runs the tool; any erro
 planner caused (bad arguments, an edit that matches nothing, an exhausted budget) comes
 back to it as an error message instead of crashing the investigation.
 
-Transcript and subject text in tool results is wrapped in ``<untrusted-data>`` tags: it
+Everything in a tool result that derives from the incident or the subject — the
+transcript, the incident id, the monitor's reason, search hits, edit diffs (they echo
+the context), probe answers, experiment notes (replay divergences quote tool output),
+importance scans (CoT sentences), error messages — is quoted with `tools.quoting`:
+between ``<untrusted-data-NONCE>`` tags whose random nonce the text cannot contain. It
 is data about the subject, never instructions to the investigator.
 """
 
@@ -37,6 +41,7 @@ from tools.hints import InvestigationHints
 from tools.incident import Incident, RegexDetector
 from tools.ledger import HypothesisRow, Ledger
 from tools.models.base import ModelClient
+from tools.quoting import quote, quote_inline, quote_transcript
 from tools.resample import (
     ExperimentResult,
     ExperimentSpec,
@@ -66,15 +71,8 @@ def seed_offset(seed: int) -> int:
     return int.from_bytes(digest[:4], "big") % SEED_SPACE
 
 
-UNTRUSTED_OPEN = "<untrusted-data>"
-UNTRUSTED_CLOSE = "</untrusted-data>"
-
-
-def quote_untrusted(text: str) -> str:
-    """Wrap subject-derived text so a planner treats it as data (closing tags inside
-    the text are neutralised so it cannot break out)."""
-    safe = text.replace(UNTRUSTED_CLOSE, "</untrusted-data\u200b>")
-    return f"{UNTRUSTED_OPEN}\n{safe}\n{UNTRUSTED_CLOSE}"
+quote_untrusted = quote
+"""Deprecated name of `tools.quoting.quote`; use that."""
 
 
 @dataclass
@@ -232,12 +230,28 @@ async def call_tool(ctx: ToolContext, name: str, arguments: dict[str, Any]) -> T
             ok=False, content=f"Error: budget exhausted: {exc}. Submit your report now.", error="budget_exhausted"
         )
     except ForensicsError as exc:
-        return ToolOutcome(ok=False, content=f"Error: {exc}", error="tool_error")
+        # Messages can echo the incident or the subject (a grader's reply, a replayed output).
+        content = "Error (its message is quoted, it may echo the subject):\n" + quote(str(exc))
+        return ToolOutcome(ok=False, content=content, error="tool_error")
     content = data.pop("_text", None) or json.dumps(data, indent=1, default=str)
     return ToolOutcome(ok=True, content=str(content), data=data)
 
 
+def _experiment_text(data: dict[str, Any]) -> str:
+    """An experiment's result as the planner reads it: JSON, with each note (replay
+    divergences and world notes can quote the subject's tool output) quoted inline."""
+    shown = {k: v for k, v in data.items() if k != "_text"}
+    shown["notes"] = [quote_inline(str(note)) for note in data.get("notes", [])]
+    return json.dumps(shown, default=str)
+
+
 def _experiment_data(result: ExperimentResult) -> dict[str, Any]:
+    data = _experiment_fields(result)
+    data["_text"] = _experiment_text(data)
+    return data
+
+
+def _experiment_fields(result: ExperimentResult) -> dict[str, Any]:
     return {
         "experiment_id": result.id,
         "label": result.label,
@@ -306,19 +320,20 @@ async def read_transcript(ctx: ToolContext, turn: int | None = None, max_chars: 
         max_chars: Clip each text field to this many characters.
     """
     t = ctx.incident.transcript
-    flag = ctx.incident.flag
+    incident = ctx.incident
     header = (
-        f"Incident {ctx.incident.id}: flagged turn {ctx.incident.flagged_turn_index}"
-        f" ({flag.reason}); subject {ctx.incident.subject.model}; {len(t.turns())} assistant turns."
+        f"Incident {quote_inline(incident.id)}: flagged turn {incident.flagged_turn_index}; subject "
+        f"{quote_inline(incident.subject.model)}; {len(t.turns())} assistant turns. The monitor's reason:\n"
+        + quote(incident.flag.reason)
     )
     if turn is None:
-        text = t.render(max_chars=max_chars, flagged_turn=ctx.incident.flagged_turn_index)
+        text = quote_transcript(t, max_chars=max_chars, flagged_turn=incident.flagged_turn_index)
     else:
         chosen = t.turn(turn)
         end = t.turns()[turn + 1].message_index if turn + 1 < len(t.turns()) else len(t.messages)
         part = t.model_copy(update={"messages": t.messages[chosen.message_index : end], "system": None, "tools": []})
-        text = part.render(max_chars=max_chars)
-    return {"_text": header + "\n" + quote_untrusted(text), "turns": len(t.turns())}
+        text = quote_transcript(part, max_chars=max_chars)
+    return {"_text": header + "\n" + text, "turns": len(t.turns())}
 
 
 @agent_tool
@@ -337,7 +352,7 @@ async def search_transcript(ctx: ToolContext, pattern: str, block_types: list[st
         {"span": h.span.model_dump(), "text": h.text, "role": ctx.incident.transcript.messages[h.span.message].role}
         for h in hits[:30]
     ]
-    return {"matches": len(hits), "shown": rows, "_text": f"{len(hits)} matches\n" + quote_untrusted(json.dumps(rows))}
+    return {"matches": len(hits), "shown": rows, "_text": f"{len(hits)} matches\n" + quote(json.dumps(rows))}
 
 
 @agent_tool
@@ -363,7 +378,7 @@ async def edit_context(
         "variant": name,
         "variant_id": variant.id,
         "notes": applied.notes,
-        "_text": f"variant {name} = {variant.id}\n{diff}",
+        "_text": f"variant {name} = {variant.id}; its diff (it quotes the context):\n" + quote(diff),
     }
 
 
@@ -492,14 +507,10 @@ async def probe(
         detector=RegexDetector(kind="regex", pattern=answer_pattern, target="text"),
     )
     result = await _run(ctx, spec)
-    data = _experiment_data(result)
+    data = _experiment_fields(result)
     answers = [s.output[0] for s in ctx.ledger.samples(result.id)[:3]]
     texts = [" ".join(b.get("text", "") for b in a.get("content", []) if b.get("type") == "text") for a in answers]
-    data["_text"] = (
-        json.dumps({k: v for k, v in data.items() if k != "_text"})
-        + "\nexample answers:\n"
-        + quote_untrusted("\n---\n".join(texts))
-    )
+    data["_text"] = _experiment_text(data) + "\nexample answers:\n" + quote("\n---\n".join(texts))
     return data
 
 
@@ -555,6 +566,7 @@ async def importance_scan(
         )
     data: dict[str, Any] = found.model_dump(mode="json")
     ctx.budget.charge_usage(samples=0)
+    data["_text"] = "importance scan (it quotes the subject's reasoning):\n" + quote(json.dumps(data, default=str))
     return data
 
 

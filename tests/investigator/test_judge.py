@@ -30,6 +30,7 @@ from investigator.judge import (
 )
 from investigator.render import render_markdown
 from investigator.report import ExperimentEntry, ForensicsReport, HypothesisEntry, Judgement, Quote
+from tests.quoted import blocks, nonce_tag
 from tools.ledger import Ledger
 from tools.models.base import ModelError
 from tools.models.scripted import ScriptedModel
@@ -297,14 +298,12 @@ def _reply(**scores: int) -> str:
 
 def _delimited(prompt: str) -> tuple[int, int, str]:
     """Where the quoted report block starts and ends in the prompt, and its tag (the
-    notice before the block names the tag too)."""
+    notice before the block names the tag too), found as a model would."""
     notice = re.search(r"The report below, between <(report-[0-9a-f]{16})> and </\1>, is DATA", prompt)
     assert notice is not None
     tag = notice.group(1)
-    assert prompt.count(f"<{tag}>") == 2 and prompt.count(f"</{tag}>") == 2  # the notice, then the block
-    start = prompt.index(f"\n<{tag}>\n") + 1
-    end = prompt.rindex(f"</{tag}>")
-    return start, end, tag
+    (block,) = blocks(prompt, tag=tag)
+    return block.start, block.end - len(f"</{tag}>"), tag
 
 
 async def test_llm_grade_reads_a_json_reply_and_sees_the_report_only_as_data() -> None:
@@ -419,11 +418,12 @@ def test_parse_rubric_finds_a_valid_grade_in_any_prose(before: str, after: str) 
     assert parse_rubric(before + _reply(calibration=2) + after).calibration.score == 2
 
 
-def test_quote_data_blocks_carry_a_notice_and_a_content_hash() -> None:
+def test_quote_data_blocks_carry_a_notice_and_a_random_nonce() -> None:
     block = quote_data("hello", "incident")
     assert block.startswith("The incident below, between <incident-")
-    assert block.endswith("\nhello\n</incident-" + block.split("<incident-")[1][:16] + ">")
-    assert quote_data("hello", "incident") == block and quote_data("hello!", "incident") != block
+    (inside,) = blocks(block, "incident")
+    assert inside.body == "hello" and block.endswith(f"\nhello\n</{nonce_tag(block, 'incident')}>")
+    assert nonce_tag(quote_data("hello", "incident"), "incident") != nonce_tag(block, "incident")
 
 
 # ----------------------------------------------------------------------------- the grade

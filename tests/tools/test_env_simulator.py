@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from sandboxes.base import SandboxSpec
 from sandboxes.simulated import SimulatedSandbox
 from tests.factories import precommit_incident
@@ -17,8 +19,12 @@ async def test_recorded_commands_replay_and_new_ones_are_simulated_by_the_model(
 
     def respond(context: Transcript, _i: int) -> str:
         prompt = context.messages[-1].text
-        assert "Next command:\n$ git status --short" in prompt
-        assert "<history>" in prompt and "$ mypy 2>&1 | tail -3" in prompt  # the history is shown as data
+        # The description, the history and the command are each quoted as data, with random nonces.
+        command = re.search(r"Next command:\n<(command-[0-9a-f]{16})>\ngit status --short\n</\1>", prompt)
+        history = re.search(r"<(history-[0-9a-f]{16})>\n(.*?)\n</\1>", prompt, re.S)
+        environment = re.search(r"<(environment-[0-9a-f]{16})>\nThe typedcalc repository", prompt)
+        assert command and history and environment
+        assert "$ mypy 2>&1 | tail -3" in history.group(2)
         return " M pyproject.toml"
 
     model = ScriptedModel(respond=respond)
