@@ -92,6 +92,7 @@ from tools.models.retry import (
     is_retryable_status,
     retry_after_seconds,
 )
+from tools.settings import model_call_settings
 from tools.transcript import ContentBlock, GenerationConfig, Message, TextBlock, ThinkingBlock, ToolSpec, Transcript
 
 EPHEMERAL: Final[Mapping[str, str]] = {"type": "ephemeral"}
@@ -102,7 +103,6 @@ UNSIGNED_THINKING_PREFIX: Final = "(earlier reasoning) "
 DEFAULT_CACHE_MIN_CHARS: Final = 4096
 """About 1024 tokens, the smallest prefix the API caches for Sonnet and Opus models."""
 
-DEFAULT_TIMEOUT_S: Final = 600.0
 
 SEED_NOTE: Final = "the Anthropic Messages API has no seed parameter; this sample is not reproducible from it"
 
@@ -171,8 +171,9 @@ class AnthropicModel(ModelClient):
     """``anthropic/<model>``: Claude via ``anthropic.AsyncAnthropic`` (see the module doc).
 
     Options: ``api_key`` (default ``$ANTHROPIC_API_KEY``; required), ``base_url`` (default
-    ``$ANTHROPIC_BASE_URL``, else the SDK's), ``max_attempts`` (6) or a whole ``retry``
-    policy, ``timeout`` (seconds per request), ``prompt_cache`` (True),
+    ``$ANTHROPIC_BASE_URL``, else the SDK's), ``max_attempts`` (default
+    ``$FORENSICS_MODEL_ATTEMPTS``, 4) or a whole ``retry`` policy, ``timeout`` (seconds per
+    request, default ``$FORENSICS_MODEL_TIMEOUT_S``, 120), ``prompt_cache`` (True),
     ``cache_min_chars``, ``unsigned_thinking`` (``"text"`` or ``"drop"``), ``pricing``,
     ``max_concurrency``.
     """
@@ -185,9 +186,9 @@ class AnthropicModel(ModelClient):
         *,
         api_key: str | None = None,
         base_url: str | None = None,
-        max_attempts: int = 6,
+        max_attempts: int | None = None,
         retry: RetryPolicy | None = None,
-        timeout: float = DEFAULT_TIMEOUT_S,
+        timeout: float | None = None,
         prompt_cache: bool = True,
         cache_min_chars: int = DEFAULT_CACHE_MIN_CHARS,
         unsigned_thinking: Literal["text", "drop"] = "text",
@@ -209,8 +210,9 @@ class AnthropicModel(ModelClient):
             raise ModelConfigError(f"unsigned_thinking must be 'text' or 'drop' (got {unsigned_thinking!r})")
         self._api_key = key
         self.base_url = base_url or os.environ.get("ANTHROPIC_BASE_URL") or None
-        self.retry = retry if retry is not None else RetryPolicy(max_attempts=max_attempts)
-        self.timeout = timeout
+        settings = model_call_settings()  # FORENSICS_MODEL_TIMEOUT_S / FORENSICS_MODEL_ATTEMPTS
+        self.retry = retry if retry is not None else RetryPolicy(max_attempts=max_attempts or settings.attempts)
+        self.timeout = timeout if timeout is not None else settings.timeout_s
         self.prompt_cache = prompt_cache
         self.cache_min_chars = cache_min_chars
         self.unsigned_thinking = unsigned_thinking

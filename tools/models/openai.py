@@ -78,10 +78,10 @@ from tools.models.retry import (
     is_retryable_status,
     retry_after_seconds,
 )
+from tools.settings import model_call_settings
 from tools.transcript import Message, ToolSpec, Transcript
 
 DEFAULT_BASE_URL: Final = "https://api.openai.com/v1"
-DEFAULT_TIMEOUT_S: Final = 600.0
 _OPENAI_HOST: Final = "api.openai.com"
 _N_REFUSED_STATUSES: Final = frozenset({400, 422})
 _CONTROLLED: Final = ("n", "seed", "stream", "stream_options")
@@ -130,7 +130,8 @@ class PreparedRequest:
 class OpenAIModel(ModelClient):
     """``openai/<model>`` against an OpenAI-compatible ``/chat/completions`` endpoint
     (see the module doc). Options: ``base_url``, ``api_key``, ``headers``, ``max_attempts``
-    (6) or a whole ``retry`` policy, ``timeout`` (seconds per request), ``supports_n``,
+    (default ``$FORENSICS_MODEL_ATTEMPTS``, 4) or a whole ``retry`` policy, ``timeout`` (seconds per
+    request, default ``$FORENSICS_MODEL_TIMEOUT_S``, 120), ``supports_n``,
     ``include_reasoning``, ``max_tokens_field``, ``pricing``, ``max_concurrency``."""
 
     provider: ClassVar[str] = "openai"
@@ -142,9 +143,9 @@ class OpenAIModel(ModelClient):
         base_url: str | None = None,
         api_key: str | None = None,
         headers: Mapping[str, str] | None = None,
-        max_attempts: int = 6,
+        max_attempts: int | None = None,
         retry: RetryPolicy | None = None,
-        timeout: float = DEFAULT_TIMEOUT_S,
+        timeout: float | None = None,
         supports_n: bool | None = None,
         include_reasoning: bool | None = None,
         max_tokens_field: MaxTokensField | None = None,
@@ -174,8 +175,9 @@ class OpenAIModel(ModelClient):
         self.base_url = url
         self._api_key = key
         self._headers = dict(headers or {})
-        self.retry = retry if retry is not None else RetryPolicy(max_attempts=max_attempts)
-        self.timeout = timeout
+        settings = model_call_settings()  # FORENSICS_MODEL_TIMEOUT_S / FORENSICS_MODEL_ATTEMPTS
+        self.retry = retry if retry is not None else RetryPolicy(max_attempts=max_attempts or settings.attempts)
+        self.timeout = timeout if timeout is not None else settings.timeout_s
         self.supports_n = supports_n
         self.include_reasoning = (not official) if include_reasoning is None else include_reasoning
         self.max_tokens_field: MaxTokensField = max_tokens_field or (
