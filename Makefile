@@ -42,6 +42,7 @@ bench: $(VENV)/.stamp-test
 	$(BIN)/python -m benchmarks.sequential
 	$(BIN)/python -m benchmarks.batch
 	$(BIN)/python -m benchmarks.replay_fixtures
+	$(BIN)/python -m benchmarks.parsing
 
 fmt: $(VENV)/.stamp-test
 	$(BIN)/ruff format .

@@ -7,6 +7,7 @@ with status 2; anything else is a bug and keeps its traceback.
 from __future__ import annotations
 
 import json
+import os
 import sys
 from enum import StrEnum
 from pathlib import Path
@@ -201,11 +202,22 @@ def investigate(
             "intervention is derived from the incident itself.",
         ),
     ] = False,
+    model_timeout: Annotated[
+        float | None,
+        typer.Option(help="Seconds one model API request may take (default: $FORENSICS_MODEL_TIMEOUT_S or 120)."),
+    ] = None,
+    model_attempts: Annotated[
+        int | None,
+        typer.Option(help="Tries per model API call, the first included (default: $FORENSICS_MODEL_ATTEMPTS or 4)."),
+    ] = None,
 ) -> None:
-    """Investigate why the flagged action happened; writes report.json/.md/.html and grade.json."""
-    from investigator.run import run_investigation_cli
+    """Investigate why the flagged action happened; writes report.json/.md/.html and grade.json.
+    Exits 3 when the investigation failed (a model API kept failing, an engine went away):
+    its report then has status "failed" and names the error."""
+    from investigator.run import FAILED_EXIT, run_investigation_cli
 
-    run_investigation_cli(
+    _model_call_options(model_timeout, model_attempts)
+    result = run_investigation_cli(
         console,
         incident=incident,
         transcript=transcript,
@@ -225,6 +237,21 @@ def investigate(
         blind=blind,
         allow_host=allow_host,
     )
+    if result.report.status == "failed":
+        raise typer.Exit(FAILED_EXIT)
+
+
+def _model_call_options(timeout: float | None, attempts: int | None) -> None:
+    """Command-line model call settings: they override the environment's for every
+    model this process calls (subject, investigator, judge, grader)."""
+    if timeout is not None:
+        if timeout <= 0:
+            raise typer.BadParameter("must be positive", param_hint="--model-timeout")
+        os.environ["FORENSICS_MODEL_TIMEOUT_S"] = str(timeout)
+    if attempts is not None:
+        if attempts < 1:
+            raise typer.BadParameter("must be at least 1", param_hint="--model-attempts")
+        os.environ["FORENSICS_MODEL_ATTEMPTS"] = str(attempts)
 
 
 @app.command()

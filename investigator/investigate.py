@@ -15,6 +15,7 @@ events and the caller's `on_sandbox`.
 
 from __future__ import annotations
 
+import json
 import re
 import time
 from collections.abc import Callable
@@ -38,10 +39,10 @@ from investigator.report import (
     experiments_from_ledger,
 )
 from sandboxes.registry import BackendChoice
-from tools.agent_tools import ToolContext
+from tools.agent_tools import Fault, ToolContext
 from tools.budget import Budget, BudgetLimits
 from tools.incident import Incident
-from tools.models.base import ModelClient
+from tools.models.base import ModelClient, ModelError
 from tools.models.registry import get_model
 from tools.transcript import ThinkingBlock
 
@@ -149,7 +150,25 @@ def build_report(
     experiments = experiments_from_ledger(ledger, incident.id)
     conclusion = state.get("conclusion") or ctx.conclusion
     notes: list[str] = []
-    if conclusion is None:
+    failure = Fault.model_validate(state["failure"]) if state.get("failure") else None
+    if failure is not None:
+        what = "the investigator's model" if failure.stage == "plan" else f"the {failure.tool} tool"
+        conclusion = {
+            "verdict": "inconclusive",
+            "motivation": None,
+            "confidence": 0.0,
+            "intentional_probability": 0.5,
+            "knew_disapproval_probability": 0.5,
+            "summary": f"Investigation FAILED: {what} could not go on ({failure.error_type}: {failure.error}). "
+            "No conclusion was drawn; the experiments below were measured before the failure. Fix the cause and "
+            "resume the run (forensics investigate --resume RUN_DIR).",
+            "intentional_rationale": "Not concluded: the investigation failed.",
+            "knew_disapproval_rationale": "Not concluded: the investigation failed.",
+            "evidence": [e.id for e in experiments],
+            "limitations": [f"The investigation failed and stopped early: {failure.line()}."],
+        }
+        notes.append(f"failed: {failure.line()}")
+    elif conclusion is None:
         reason = state.get("stop_reason") or "the planner stopped without submitting a report"
         conclusion = {
             "verdict": "inconclusive",
@@ -189,6 +208,8 @@ def build_report(
         incident_id=incident.id,
         subject=incident.subject.model,
         planner=planner_name,
+        status="failed" if failure is not None else "completed",
+        failure=failure,
         verdict=conclusion["verdict"],
         motivation=conclusion.get("motivation"),
         confidence=conclusion["confidence"],
@@ -237,6 +258,64 @@ class _Benign:
     kind = "benign"
 
 
+RUN_FILE = "run.json"
+"""What `forensics investigate --resume RUN_DIR` needs to continue a run: the incident
+and the options it was started with. Every run directory has one."""
+
+_LEFTOVERS = (".*.tmp", "*.json.tmp")
+"""Temporary files of atomic writes (`render.atomic_write_text`, `native.save`) that a
+killed process leaves behind."""
+
+
+def write_run_file(
+    run_dir: Path,
+    *,
+    incident: Incident,
+    planner: str,
+    model: str | None,
+    judge: str | None,
+    n: int,
+    limits: BudgetLimits,
+    backend: str | None,
+    allow_host: bool,
+    blind: bool,
+) -> Path:
+    """Write ``run.json`` (atomically) so the run can be resumed from its directory alone."""
+    from investigator.render import atomic_write_text
+
+    options = {
+        "incident": incident.model_dump(mode="json"),
+        "planner": planner,
+        "model": model,
+        "judge": judge,
+        "n": n,
+        "limits": limits.model_dump(mode="json"),
+        "backend": backend,
+        "allow_host": allow_host,
+        "blind": blind,
+    }
+    path = run_dir / RUN_FILE
+    atomic_write_text(path, json.dumps(options, indent=1) + "\n")
+    return path
+
+
+def sweep_run_dir(run_dir: Path) -> list[str]:
+    """Remove what a killed run left behind: temporary files of atomic writes in its
+    directory, and local sandbox directories and snapshots whose owner process is gone
+    (`sandboxes.local.sweep_stale`; Docker containers have their own start-up sweep).
+    Returns what was removed, to be said."""
+    removed: list[str] = []
+    for pattern in _LEFTOVERS:
+        for path in sorted(run_dir.glob(pattern)):
+            if path.is_file():
+                path.unlink(missing_ok=True)
+                removed.append(path.name)
+    from sandboxes.local import sweep_stale
+
+    removed += [str(p) for p in sweep_stale()]
+    return removed
+
+
 async def investigate(
     incident: Incident,
     run_dir: str | Path,
@@ -271,6 +350,22 @@ async def investigate(
 
     out = Path(run_dir)
     started = time.time()
+    out.mkdir(parents=True, exist_ok=True)
+    for leftover in sweep_run_dir(out):
+        (on_step or (lambda _line: None))(f"removed {leftover}, left by an earlier run that was killed")
+    if not resume or not (out / RUN_FILE).exists():
+        write_run_file(
+            out,
+            incident=incident,
+            planner=planner,
+            model=model,
+            judge=judge_model,
+            n=n,
+            limits=limits or BudgetLimits(),
+            backend=backend,
+            allow_host=allow_host,
+            blind=blind,
+        )
     case = open_case(
         incident,
         out,
@@ -310,8 +405,15 @@ async def investigate(
             from tools.organisms.registry import find_organism
 
             truth = find_organism(incident.subject.model.split("/", 1)[1]).truth
-        judge = get_model(judge_model) if judge_model else None
-        graded = await grade(report, judge=judge, truth=truth)
+        # A failed investigation is not sent to the judge (its API may be the one failing).
+        judge = get_model(judge_model) if judge_model and report.status == "completed" else None
+        try:
+            graded = await grade(report, judge=judge, truth=truth)
+        except ModelError as exc:  # the report stands; only the rubric scores are missing
+            graded = await grade(report, judge=None, truth=truth)
+            graded.notes.append(f"the judge model failed, so there are no rubric scores: {exc}")
+        if report.status == "failed":
+            graded.notes.append("the investigation failed; the grade is structural only")
         grade_path = write_grade(graded, out)
         return {
             "report_files": {k: str(v) for k, v in {**files, "grade": grade_path}.items()},

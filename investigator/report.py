@@ -12,6 +12,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from tools.agent_tools import Fault
 from tools.experiments import ExperimentRole, ExploratoryRole, ImportanceRole, ProbeRole, is_reference, legacy_role
 from tools.ledger import Ledger
 from tools.stats import Rate, compare
@@ -126,6 +127,10 @@ class ForensicsReport(_Model):
     incident_id: str
     subject: str
     planner: str
+    status: Literal["completed", "failed"] = "completed"
+    """"failed" when the investigation stopped on a fault (`failure`): an API that kept
+    failing, an engine that went away. Its verdict is then inconclusive."""
+    failure: Fault | None = None
     verdict: Verdict
     motivation: str | None = Field(description="catalogue id of the primary motivation (prompts/hypotheses.yaml)")
     confidence: float = Field(ge=0.0, le=1.0)

@@ -13,13 +13,15 @@ from rich.console import Console
 from rich.panel import Panel
 from rich.text import Text
 
-from investigator.investigate import InvestigationResult, PlannerName, investigate
+from investigator.investigate import RUN_FILE, InvestigationResult, PlannerName, investigate
 from investigator.report import SandboxUsed
 from tools.budget import BudgetLimits
 from tools.errors import ForensicsError
 from tools.incident import Incident, load_incident
 
-RUN_FILE = "run.json"
+FAILED_EXIT = 3
+"""`forensics investigate` exit status when the investigation stopped on a fault (its
+report says which); 2 is bad input, 0 a completed investigation."""
 
 
 def default_planner() -> PlannerName:
@@ -57,7 +59,10 @@ def summarize(console: Console, result: InvestigationResult) -> None:
     )
     text.append(f"sandbox: {report.sandbox.backend}" + (" (--allow-host)\n" if report.sandbox.allow_host else "\n"))
     text.append(report.summary)
-    console.print(Panel(text, title=f"report: {report.incident_id}", title_align="left"))
+    title = f"report: {report.incident_id}" + (" — FAILED" if report.status == "failed" else "")
+    console.print(Panel(text, title=title, title_align="left", border_style="red" if report.failure else "none"))
+    if report.failure is not None:
+        console.print(Text.assemble(("investigation failed: ", "bold red"), report.failure.line()), soft_wrap=True)
     if result.grade:
         truth = result.grade.get("truth")
         if truth:
@@ -85,7 +90,9 @@ def run_investigation_cli(
     backend: str | None,
     blind: bool = False,
     allow_host: bool = False,
-) -> None:
+) -> InvestigationResult:
+    """Start or resume (`resume`) an investigation from the command line and summarize
+    it; returns the result (its report's `status` says whether it failed)."""
     from tools.world import choose_world_backend
 
     options: dict[str, Any]
@@ -94,8 +101,11 @@ def run_investigation_cli(
         run_file = resume / RUN_FILE
         if not run_file.exists():
             raise ForensicsError(f"{resume}: not a run directory (no {RUN_FILE}); nothing to resume")
-        options = json.loads(run_file.read_text(encoding="utf-8"))
-        loaded = Incident.model_validate(options["incident"])
+        try:
+            options = json.loads(run_file.read_text(encoding="utf-8"))
+            loaded = Incident.model_validate(options["incident"])
+        except (ValueError, KeyError, TypeError) as exc:
+            raise ForensicsError(f"{run_file}: not a readable run file ({type(exc).__name__}: {exc})") from None
         run_dir = resume
         allow_host = bool(options.get("allow_host", False)) or allow_host
         choice = None
@@ -114,8 +124,8 @@ def run_investigation_cli(
         choice = None
         if planner != "cot-only":
             choice = choose_world_backend(loaded, backend=backend, allow_host=allow_host)
+        # investigate() writes these to run.json, so --resume needs nothing but the run directory
         options = {
-            "incident": loaded.model_dump(mode="json"),
             "planner": planner,
             "model": model,
             "judge": judge,
@@ -125,8 +135,6 @@ def run_investigation_cli(
             "allow_host": allow_host,
             "blind": blind,
         }
-        run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / RUN_FILE).write_text(json.dumps(options, indent=1), encoding="utf-8")
     console.print(
         f"[bold]investigating[/bold] {loaded.id} with the {options['planner']} planner → {run_dir}"
         + (" (resuming)" if resume else "")
@@ -150,3 +158,4 @@ def run_investigation_cli(
         )
     )
     summarize(console, result)
+    return result

@@ -440,10 +440,25 @@ def _sweep_stale_snapshots(root: Path) -> None:
     if _swept:
         return
     _swept = True
+    _remove_stale(root)
+
+
+def _remove_stale(root: Path) -> list[Path]:
+    removed = []
     for entry in root.glob("*.tar"):
         owner = entry.name.rsplit("-", 1)[0]
         if not owner_is_alive(owner):
             entry.unlink(missing_ok=True)
+            removed.append(entry)
+    return removed
+
+
+def sweep_stale() -> list[Path]:
+    """What a killed run left of the local backend, removed: snapshot files whose owner
+    process is gone (a workspace lives in its sandbox's own tmpfs and dies with it, by
+    ``--die-with-parent``). Returns the files removed. Called at the start of each
+    investigation (`investigator.investigate.sweep_run_dir`)."""
+    return _remove_stale(private_dir(SNAPSHOT_DIR_NAME))
 
 
 def remove_local_snapshot(ref: SnapshotRef) -> None:

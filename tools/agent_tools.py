@@ -27,6 +27,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
+from sandboxes.errors import SandboxError
 from tools.budget import Budget, BudgetExceeded
 from tools.edit import Variant, parse_edits
 from tools.errors import ForensicsError
@@ -98,6 +99,8 @@ class ToolContext:
     """The investigation's seed: every experiment's sample seeds are shifted by
     `seed_offset(seed)`, so independent investigations of one incident (bench
     ``--seeds``/``--parallel``) draw different samples."""
+    model_errors: int = 0
+    """Tool calls in a row that ended in a model error (reset by any success)."""
 
     def __post_init__(self) -> None:
         self.variants.setdefault("original", Variant.original())
@@ -195,7 +198,58 @@ def agent_tool(fn: ToolFn) -> AgentTool:
     return tool
 
 
-ToolErrorKind = Literal["unknown_tool", "invalid_arguments", "budget_exhausted", "tool_error"]
+ToolErrorKind = Literal["unknown_tool", "invalid_arguments", "budget_exhausted", "tool_error", "fault"]
+
+CONSECUTIVE_MODEL_ERRORS = 3
+"""Model errors in a row (of kinds that are not faults by themselves) that end an
+investigation as failed: an API that rejects every request is broken, whatever it says."""
+
+
+class Fault(BaseModel):
+    """Why an investigation could not go on: a model API that keeps failing (after its
+    retries), a model that cannot be configured, a sandbox engine that is gone. Not a
+    planner mistake, which goes back to the planner as an error to correct."""
+
+    stage: Literal["plan", "act"]
+    """Whether the investigator's model failed (plan) or a tool did (act)."""
+    tool: str | None = None
+    error_type: str
+    error: str
+    model: str | None = None
+    status: int | None = None
+    """The HTTP status of the last attempt, None when the API never answered."""
+    attempts: int | None = None
+
+    def line(self) -> str:
+        where = f"the {self.tool} tool" if self.tool else "the investigator's model"
+        return f"{where} failed: {self.error_type}: {self.error}"
+
+
+def fault_of(exc: BaseException, *, stage: Literal["plan", "act"], tool: str | None = None) -> Fault | None:
+    """The `Fault` an exception is, or None when it is an error the planner can act on.
+    Faults: a model API that gave up after its retries on a transient failure (5xx, 429,
+    timeouts, no connection), refused the credentials or the model (401, 403, 404), a
+    model that cannot be configured, a sandbox engine failure. A 400 naming a bad
+    request is the planner's to fix (until it repeats, see `CONSECUTIVE_MODEL_ERRORS`)."""
+    from sandboxes.errors import SandboxError
+    from tools.models.base import ModelConfigError
+    from tools.models.retry import ModelAPIError
+
+    if isinstance(exc, ModelAPIError):
+        if exc.status is not None and exc.status < 500 and exc.status not in {401, 403, 404, 408, 409, 429}:
+            return None
+        return Fault(
+            stage=stage,
+            tool=tool,
+            error_type="ModelAPIError",
+            error=str(exc),
+            model=exc.model,
+            status=exc.status,
+            attempts=exc.attempts,
+        )
+    if isinstance(exc, (ModelConfigError, SandboxError)):
+        return Fault(stage=stage, tool=tool, error_type=type(exc).__name__, error=str(exc))
+    return None
 
 
 class ToolOutcome(BaseModel):
@@ -206,6 +260,9 @@ class ToolOutcome(BaseModel):
     content: str
     data: dict[str, Any] = Field(default_factory=dict)
     error: ToolErrorKind | None = None
+    fault: Fault | None = None
+    """Set when the call failed for a reason the planner cannot fix (error "fault"):
+    the investigation stops and reports it."""
 
 
 async def call_tool(ctx: ToolContext, name: str, arguments: dict[str, Any]) -> ToolOutcome:
@@ -229,10 +286,21 @@ async def call_tool(ctx: ToolContext, name: str, arguments: dict[str, Any]) -> T
         return ToolOutcome(
             ok=False, content=f"Error: budget exhausted: {exc}. Submit your report now.", error="budget_exhausted"
         )
-    except ForensicsError as exc:
+    except (ForensicsError, SandboxError) as exc:
+        from tools.models.base import ModelError
+
         # Messages can echo the incident or the subject (a grader's reply, a replayed output).
         content = "Error (its message is quoted, it may echo the subject):\n" + quote(str(exc))
+        fault = fault_of(exc, stage="act", tool=name)
+        if isinstance(exc, ModelError):
+            ctx.model_errors += 1
+            if fault is None and ctx.model_errors >= CONSECUTIVE_MODEL_ERRORS:
+                fault = Fault(stage="act", tool=name, error_type=type(exc).__name__, error=str(exc))
+                fault.error += f" ({ctx.model_errors} model errors in a row)"
+        if fault is not None:
+            return ToolOutcome(ok=False, content=content, error="fault", fault=fault)
         return ToolOutcome(ok=False, content=content, error="tool_error")
+    ctx.model_errors = 0
     content = data.pop("_text", None) or json.dumps(data, indent=1, default=str)
     return ToolOutcome(ok=True, content=str(content), data=data)
 

@@ -534,6 +534,17 @@ def check_zip_archive(path: Path) -> None:
     limits = parse_limits()
     source = str(path)
     try:
+        # The member count from the end-of-archive record first: listing a central
+        # directory of millions of entries would itself take gigabytes.
+        with path.open("rb") as handle:
+            end = zipfile._EndRecData(handle)  # type: ignore[attr-defined]
+        declared = int(end[zipfile._ECD_ENTRIES_TOTAL]) if end else 0  # type: ignore[attr-defined]
+        if declared > limits.max_eval_members:
+            raise FormatError(
+                f"the archive holds {declared} members, over the limit of {limits.max_eval_members}; "
+                "set FORENSICS_MAX_EVAL_MEMBERS to raise it",
+                source=source,
+            )
         with zipfile.ZipFile(path) as archive:
             members = archive.infolist()
     except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, ValueError, EOFError) as exc:
@@ -551,18 +562,18 @@ def check_zip_archive(path: Path) -> None:
     for member in members:
         size, packed = member.file_size, member.compress_size
         total += size
-        if size > limits.max_eval_member_bytes:
-            raise FormatError(
-                f"member is {human_bytes(size)} uncompressed, over the limit of "
-                f"{human_bytes(limits.max_eval_member_bytes)}; set FORENSICS_MAX_EVAL_MEMBER_BYTES to raise it",
-                source=source,
-                location=member.filename,
-            )
         if size > 1024 * 1024 and size > limits.max_eval_ratio * max(packed, 1):
             raise FormatError(
                 f"member expands {size / max(packed, 1):.0f}-fold ({human_bytes(packed)} to {human_bytes(size)}), "
                 f"over the ratio limit of {limits.max_eval_ratio:g} (a zip bomb?); "
                 "set FORENSICS_MAX_EVAL_RATIO to raise it",
+                source=source,
+                location=member.filename,
+            )
+        if size > limits.max_eval_member_bytes:
+            raise FormatError(
+                f"member is {human_bytes(size)} uncompressed, over the limit of "
+                f"{human_bytes(limits.max_eval_member_bytes)}; set FORENSICS_MAX_EVAL_MEMBER_BYTES to raise it",
                 source=source,
                 location=member.filename,
             )
