@@ -41,7 +41,8 @@ from tools.experiments import (
 from tools.hints import InvestigationHints
 from tools.incident import Incident, RegexDetector
 from tools.ledger import HypothesisRow, Ledger
-from tools.models.base import ModelClient
+from tools.models.base import ModelClient, ModelConfigError, ModelError
+from tools.models.retry import ModelAPIError
 from tools.quoting import quote, quote_inline, quote_transcript
 from tools.resample import (
     ExperimentResult,
@@ -231,10 +232,6 @@ def fault_of(exc: BaseException, *, stage: Literal["plan", "act"], tool: str | N
     timeouts, no connection), refused the credentials or the model (401, 403, 404), a
     model that cannot be configured, a sandbox engine failure. A 400 naming a bad
     request is the planner's to fix (until it repeats, see `CONSECUTIVE_MODEL_ERRORS`)."""
-    from sandboxes.errors import SandboxError
-    from tools.models.base import ModelConfigError
-    from tools.models.retry import ModelAPIError
-
     if isinstance(exc, ModelAPIError):
         if exc.status is not None and exc.status < 500 and exc.status not in {401, 403, 404, 408, 409, 429}:
             return None
@@ -287,8 +284,6 @@ async def call_tool(ctx: ToolContext, name: str, arguments: dict[str, Any]) -> T
             ok=False, content=f"Error: budget exhausted: {exc}. Submit your report now.", error="budget_exhausted"
         )
     except (ForensicsError, SandboxError) as exc:
-        from tools.models.base import ModelError
-
         # Messages can echo the incident or the subject (a grader's reply, a replayed output).
         content = "Error (its message is quoted, it may echo the subject):\n" + quote(str(exc))
         fault = fault_of(exc, stage="act", tool=name)

@@ -344,13 +344,17 @@ def confined_path(base: Path, value: str, *, source: Path, field: str) -> Path:
     incident file's folder), refused with an `IncidentError` naming `field` when it
     leads outside `base` — by ``..``, an absolute path or a symbolic link. Paths the
     user gives on the command line are not confined; paths inside untrusted files are."""
-    root = base.resolve()
-    target = (root / value).resolve()
+    shown = value if len(value) <= 200 else value[:200] + "…"
+    try:
+        root = base.resolve()
+        target = (root / value).resolve()
+    except (OSError, ValueError) as exc:  # a name too long, a NUL byte, a symlink loop
+        raise _error(source, field, f"path {shown!r} cannot be used: {getattr(exc, 'strerror', None) or exc}") from None
     if not target.is_relative_to(root):
         raise _error(
             source,
             field,
-            f"path {value!r} leads outside the incident's folder {root} (to {target}); an incident file may only "
+            f"path {shown!r} leads outside the incident's folder {root} (to {target}); an incident file may only "
             "name files next to it or below — pass a file elsewhere on the command line (--transcript)",
         )
     return target
@@ -409,7 +413,11 @@ def load_incident(
             transcript_path = Path(transcript_file).resolve()
         else:
             transcript_path = confined_path(p.parent, spec.transcript, source=p, field="transcript")
-        if not transcript_path.exists():
+        try:
+            found = transcript_path.exists()
+        except (OSError, ValueError) as exc:
+            raise _error(p, "transcript", f"cannot use the path: {getattr(exc, 'strerror', None) or exc}") from None
+        if not found:
             raise _error(p, "transcript", f"file {spec.transcript!r} not found (looked at {transcript_path})")
         try:
             transcript = load_transcript(

@@ -166,6 +166,8 @@ def check_regular_file(
         raise FormatError("file not found", source=source) from None
     except OSError as exc:
         raise FormatError(f"cannot read the file: {exc.strerror or exc}", source=source) from None
+    except ValueError as exc:  # a NUL byte in the name
+        raise FormatError(f"cannot use this path: {exc}", source=source) from None
     if not stat.S_ISREG(info.st_mode):
         raise _refuse_kind(info.st_mode, source, what)
     if info.st_size > cap:

@@ -79,11 +79,13 @@ def mutate(data: bytes, rng: random.Random, suffix: str) -> bytes:
     the bytes cut, flipped or spliced."""
     kind = rng.choice(["value", "value", "value", "truncate", "flip", "splice"])
     if kind == "value":
-        lines = data.decode("utf-8").splitlines() if suffix == ".jsonl" else [data.decode("utf-8")]
-        index = rng.randrange(len(lines))
-        if not lines[index].strip():
-            return data[: rng.randrange(len(data) + 1)]
-        tree = json.loads(lines[index])
+        try:  # an earlier round may have left it unparsable: then mutate the bytes instead
+            lines = data.decode("utf-8").splitlines() if suffix == ".jsonl" else [data.decode("utf-8")]
+            index = rng.randrange(len(lines))
+            tree = json.loads(lines[index])
+        except (ValueError, RecursionError):
+            kind = "truncate"
+    if kind == "value":
         target = rng.choice(_nodes(tree))
         new: Any = rng.choice([*RAW, "x" * 100_000, None, -1, 1.5e308, [], {}, True, "\u202e\u200b"])
         lines[index] = json.dumps(_set(tree, target, new))
@@ -241,6 +243,10 @@ def build_corpus(folder: Path) -> list[dict[str, Any]]:
         "incident",
         r"passwd.yaml: field `transcript`: path '../../../../etc/passwd' leads out",
     )
+    long_name = file("case/long.yaml", _incident_text("9" * 5000 + ".json"))
+    add("path too long", long_name, "incident", r"long.yaml: field `transcript`: cannot use the path: File name too long")
+    nul = file("case/nul.yaml", _incident_text("a\0b.json"))
+    add("NUL in a path", nul, "incident", r"nul.yaml: field `transcript`: path .* cannot be used: embedded null")
     add("a directory", folder, "transcript", r"is a directory")
     sparse = folder / "huge.json"
     with sparse.open("wb") as handle:
