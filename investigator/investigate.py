@@ -15,6 +15,7 @@ events and the caller's `on_sandbox`.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import time
@@ -279,6 +280,7 @@ def write_run_file(
     backend: str | None,
     allow_host: bool,
     blind: bool,
+    seed: int = 0,
 ) -> Path:
     """Write ``run.json`` (atomically) so the run can be resumed from its directory alone."""
     from investigator.render import atomic_write_text
@@ -293,6 +295,7 @@ def write_run_file(
         "backend": backend,
         "allow_host": allow_host,
         "blind": blind,
+        "seed": seed,
     }
     path = run_dir / RUN_FILE
     atomic_write_text(path, json.dumps(options, indent=1) + "\n")
@@ -301,18 +304,21 @@ def write_run_file(
 
 def sweep_run_dir(run_dir: Path) -> list[str]:
     """Remove what a killed run left behind: temporary files of atomic writes in its
-    directory, and local sandbox directories and snapshots whose owner process is gone
-    (`sandboxes.local.sweep_stale`; Docker containers have their own start-up sweep).
-    Returns what was removed, to be said."""
+    directory, and local snapshots whose owner process is gone
+    (`sandboxes.local.sweep_stale`; a local workspace is a tmpfs that dies with its
+    sandbox, and Docker containers have their own start-up sweep). Returns what was
+    removed, to be said."""
+    from sandboxes.errors import SandboxError
+    from sandboxes.local import sweep_stale
+
     removed: list[str] = []
     for pattern in _LEFTOVERS:
         for path in sorted(run_dir.glob(pattern)):
             if path.is_file():
                 path.unlink(missing_ok=True)
                 removed.append(path.name)
-    from sandboxes.local import sweep_stale
-
-    removed += [str(p) for p in sweep_stale()]
+    with contextlib.suppress(SandboxError):  # no private snapshot directory: nothing of ours to sweep
+        removed += [str(p) for p in sweep_stale()]
     return removed
 
 
@@ -350,10 +356,19 @@ async def investigate(
 
     out = Path(run_dir)
     started = time.time()
-    out.mkdir(parents=True, exist_ok=True)
     for leftover in sweep_run_dir(out):
         (on_step or (lambda _line: None))(f"removed {leftover}, left by an earlier run that was killed")
-    if not resume or not (out / RUN_FILE).exists():
+    case = open_case(
+        incident,
+        out,
+        subject=subject,
+        backend=backend,
+        allow_host=allow_host,
+        blind=blind,
+        sandbox=sandbox,
+        check_sandbox=planner != "cot-only",  # it runs no experiment, so it needs no world
+    )
+    if not resume or not (out / RUN_FILE).exists():  # after the sandbox policy: a refused run writes nothing
         write_run_file(
             out,
             incident=incident,
@@ -365,17 +380,8 @@ async def investigate(
             backend=backend,
             allow_host=allow_host,
             blind=blind,
+            seed=seed,
         )
-    case = open_case(
-        incident,
-        out,
-        subject=subject,
-        backend=backend,
-        allow_host=allow_host,
-        blind=blind,
-        sandbox=sandbox,
-        check_sandbox=planner != "cot-only",  # it runs no experiment, so it needs no world
-    )
     tracker = SandboxTracker(case.sandbox) if case.sandbox is not None else None
     if tracker is not None and case.world is not None:
         case.world = tracker.wrap(case.world)

@@ -153,6 +153,7 @@ def run_investigation_cli(
             allow_host=allow_host,
             on_step=lambda line: console.print(Text(f"  · {line}", style="dim")),
             blind=bool(options.get("blind", False)),
+            seed=int(options.get("seed", 0)),
             on_sandbox=lambda sandbox: show_sandbox(console, sandbox, indent="  "),
             sandbox=choice,
         )
