@@ -66,7 +66,7 @@ _MASKED = ("shadow", "shadow-", "gshadow", "gshadow-")
 PASSWD = "root:x:0:0:root:/root:/usr/sbin/nologin\nagent:x:1000:1000:agent:/workspace:/bin/sh\n"
 GROUP = "root:x:0:\nagent:x:1000:\n"
 # the command-line tools the exec layer needs on the host
-TOOLS = ("bwrap", "nsenter", "unshare", "setpriv")
+TOOLS = ("bwrap", "nsenter", "unshare", "setpriv", "prlimit")
 
 
 def privileged() -> bool:
@@ -261,8 +261,8 @@ def exec_argv(
 ) -> list[str]:
     """The command line that runs `argv` in a fresh pid namespace inside the holder:
     nsenter joins the holder's namespaces (its user namespace first, which only the
-    holder's uid may), then an unprivileged bwrap starts the command. As root, the
-    caller starts this as `SANDBOX_HOST_UID` (see `exec_identity`)."""
+    holder's uid may), then an unprivileged bwrap starts the command. It runs behind
+    `limits_argv` (which, as root, switches to `SANDBOX_HOST_UID` first)."""
     args = ["nsenter", f"--target={holder_pid}", "--user", "--preserve-credentials"]
     args += ["--mount", "--pid", "--net", "--ipc", "--uts", "--root"]
     if join_cgroup:
@@ -288,12 +288,25 @@ def exec_argv(
     return [*args, "--", *argv]
 
 
-def exec_identity() -> dict[str, object]:
-    """Keyword arguments for the subprocess that runs `exec_argv`: as root, switch to the
-    sandbox's host uid with no supplementary groups before nsenter starts."""
-    if not privileged():
-        return {}
-    return {"user": SANDBOX_HOST_UID, "group": SANDBOX_HOST_UID, "extra_groups": []}
+def limits_argv(*, pids: int, file_bytes: int, cpu_s: int, memory_bytes: int) -> list[str]:
+    """The prefix that puts `exec_argv` under the sandbox's host uid (as root: ``setpriv``,
+    which drops every capability and supplementary group) and its rlimits (``prlimit``),
+    both inherited by the command. Small programs rather than a ``preexec_fn``, so that
+    Python can start the command without forking its own (large) process."""
+    prefix: list[str] = []
+    if privileged():
+        uid = str(SANDBOX_HOST_UID)
+        prefix += ["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups", "--"]
+    return [
+        *prefix,
+        "prlimit",
+        f"--nproc={pids}",
+        f"--fsize={file_bytes}",
+        f"--cpu={cpu_s}:{cpu_s + 1}",
+        f"--as={memory_bytes}",
+        "--core=0",
+        "--",
+    ]
 
 
 HOST_ENV = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8"}

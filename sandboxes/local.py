@@ -28,7 +28,6 @@ import contextlib
 import functools
 import math
 import os
-import resource
 import signal
 import tempfile
 import time
@@ -181,25 +180,15 @@ class LocalSandbox(Sandbox):
         p = PurePosixPath(path)
         return str(p if p.is_absolute() else PurePosixPath(self.spec.workdir) / p)
 
-    def _rlimits(self, timeout: float) -> Any:
+    def _limits_prefix(self, timeout: float) -> list[str]:
         limits = self.spec.limits
-        memory = limits.memory_mb << 20
-        # a file can never outgrow the tmpfs it is on; the margin lets that fail with ENOSPC first
-        fsize = (max(limits.workspace_mb, limits.tmp_mb) + 1) << 20
-        cpu = max(1, math.ceil(timeout))
-
-        def apply() -> None:  # in the child, after the uid switch, before nsenter; inherited by the command
-            for name, value in (
-                (resource.RLIMIT_NPROC, (limits.pids, limits.pids)),
-                (resource.RLIMIT_FSIZE, (fsize, fsize)),
-                (resource.RLIMIT_CPU, (cpu, cpu + 1)),
-                (resource.RLIMIT_AS, (memory, memory)),
-                (resource.RLIMIT_CORE, (0, 0)),
-            ):
-                with contextlib.suppress(ValueError, OSError):
-                    resource.setrlimit(name, value)
-
-        return apply
+        return bwrap.limits_argv(
+            pids=limits.pids,
+            # a file can never outgrow the tmpfs it is on; the margin lets that fail with ENOSPC first
+            file_bytes=(max(limits.workspace_mb, limits.tmp_mb) + 1) << 20,
+            cpu_s=max(1, math.ceil(timeout)),
+            memory_bytes=limits.memory_mb << 20,
+        )
 
     async def _spawn(
         self,
@@ -219,7 +208,7 @@ class LocalSandbox(Sandbox):
         if self._holder.returncode is not None:
             raise SandboxError(f"the sandbox's bubblewrap holder has exited (status {self._holder.returncode})")
         environment = sandbox_environment(self.spec, bwrap.runtime().path, env, runtime=bwrap.runtime().env)
-        full = bwrap.exec_argv(
+        full = self._limits_prefix(timeout) + bwrap.exec_argv(
             self.holder_pid,
             argv,
             workdir=self.spec.workdir,
@@ -242,8 +231,6 @@ class LocalSandbox(Sandbox):
             stderr=asyncio.subprocess.PIPE,
             env=bwrap.HOST_ENV,
             start_new_session=True,
-            preexec_fn=self._rlimits(timeout),
-            **bwrap.exec_identity(),  # type: ignore[arg-type]
         )
         kept = {"out": bytearray(), "err": bytearray()}
         total = {"out": 0, "err": 0}
