@@ -37,6 +37,7 @@ from typing import Any, ClassVar, get_args
 
 from investigator.executor.errors import ExecutorError
 from investigator.executor.spec import ErrorKind, JobOutcome, JobSpec, Progress
+from sandboxes.errors import SandboxError
 from tools.errors import ForensicsError
 from tools.incident import Incident, load_incident
 from tools.models.base import ModelClient, Usage
@@ -378,7 +379,7 @@ def _attempt(spec: JobSpec, run_dir: Path, *, attempt: int, worker: str, started
     counter = StepCounter(run_dir, attempt=attempt)
     try:
         result = asyncio.run(investigate_job(spec, incident, run_dir, attempt=attempt, on_step=counter))
-    except ForensicsError as exc:
+    except (ForensicsError, SandboxError) as exc:  # a refusal by the sandbox policy is a reason, not a bug
         return failed("error", str(exc))
     except Exception as exc:
         (run_dir / ERROR_LOG).write_text(traceback.format_exc(), encoding="utf-8")

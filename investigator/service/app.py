@@ -290,6 +290,7 @@ def create_app(config: ServiceConfig) -> FastAPI:
             409: _problem("The Idempotency-Key was used with a different request."),
             415: _problem("The body is neither JSON nor multipart/form-data."),
             429: _problem("The token has as many investigations queued or running as it may."),
+            503: _problem("No sandbox can run this incident now (the Docker engine is not reachable)."),
         },
         openapi_extra={
             "requestBody": {

@@ -179,6 +179,37 @@ def _host_matches(host: str, pattern: str) -> bool:
     return host == pattern
 
 
+def check_sandbox(incident: Incident, planner: str, config: ServiceConfig) -> None:
+    """Ask the sandbox policy now, as the investigation would at its start, so that an
+    incident this service may not run is refused at once: an untrusted one (anything
+    but a shipped scenario played by a shipped organism) runs only in Docker, and a
+    request can never allow the host. Planners that run no experiment need no world."""
+    from sandboxes.errors import EngineUnavailable, HostExecutionRefused, SandboxError
+    from tools.world import choose_world_backend
+
+    if planner == "cot-only":
+        return
+    try:
+        choose_world_backend(incident, backend=config.sandbox_backend, allow_host=False)
+    except HostExecutionRefused:
+        where = f"sandbox backend {config.sandbox_backend}" if config.sandbox_backend else "no Docker engine answers"
+        raise RequestRejected(
+            422,
+            "incident: its world is untrusted (not a shipped scenario played by a shipped organism), so its commands "
+            f"run only in a Docker sandbox, and this service has none to give it ({where}); the operator can start "
+            "a Docker engine or set sandbox_backend: docker. Requests cannot allow running on the host; "
+            "planner cot-only needs no sandbox",
+        ) from None
+    except EngineUnavailable as exc:
+        raise RequestRejected(
+            503, f"the service's Docker engine is not reachable, so nothing can run now: {exc}"
+        ) from None
+    except SandboxError as exc:
+        raise RequestRejected(503, f"the service cannot sandbox this incident now: {exc}") from None
+    except ForensicsError as exc:
+        raise RequestRejected(422, f"incident: {exc}") from None
+
+
 async def _load(staging: Path, config: ServiceConfig) -> Incident:
     path = staging / INCIDENT_FILE
     try:
@@ -210,6 +241,7 @@ async def stage_json(body: bytes, staging: Path, config: ServiceConfig) -> Intak
     (staging / INCIDENT_FILE).write_text(json.dumps(raw, ensure_ascii=False), encoding="utf-8")
     incident = await _load(staging, config)
     options = InvestigationOptions.model_validate({k: v for k, v in data.items() if k != "incident"})
+    await asyncio.to_thread(check_sandbox, incident, options.planner or config.defaults.planner, config)
     return Intake(
         staging=staging, options=options, incident=incident, fingerprint=_canonical(data), named_id=bool(raw.get("id"))
     )
@@ -303,6 +335,7 @@ async def stage_multipart(
         )
     (staging / INCIDENT_FILE).write_text(json.dumps(raw, ensure_ascii=False, default=str), encoding="utf-8")
     incident = await _load(staging, config)
+    await asyncio.to_thread(check_sandbox, incident, options.planner or config.defaults.planner, config)
     return Intake(
         staging=staging,
         options=options,

@@ -26,6 +26,7 @@ MAIN = "main-token-0123456789"
 OTHER = "other-token-0123456789"
 SINGLE = "single-token-0123456789"
 BROKE = "broke-token-0123456789"
+CAPPED = "capped-token-0123456789"
 WEBHOOK_SECRET = "whsec-test-secret"
 MAX_REQUEST_BYTES = 2 * 1024 * 1024
 
@@ -35,6 +36,7 @@ CONFIG: dict[str, Any] = {
         {"name": "other", "token": OTHER},
         {"name": "single", "token": SINGLE, "max_concurrent": 1},
         {"name": "broke", "token": BROKE, "budget_dollars": 0},
+        {"name": "capped", "token": CAPPED, "budget_dollars": 0.5},
     ],
     "webhook_secret": WEBHOOK_SECRET,
     "webhook_backoff_s": 0.05,

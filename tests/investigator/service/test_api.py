@@ -14,10 +14,12 @@ import httpx
 import pytest
 import yaml
 
+from investigator.executor import BatchDB
 from investigator.executor.worker import ATTEMPTS_FILE
 from tests.conftest import EXAMPLES
 from tests.investigator.service.conftest import (
     BROKE,
+    CAPPED,
     MAIN,
     MAX_REQUEST_BYTES,
     OTHER,
@@ -212,7 +214,9 @@ def test_a_json_incident_is_investigated_and_its_report_served_by_accept(
     # what the request carried lives in the run directory, under names the service chose
     run_dir = server.state_dir / "runs" / job["id"]
     assert sorted(p.name for p in (run_dir / "input").iterdir()) == ["incident.json", "transcript.json"]
-    assert json.loads((run_dir / "job.json").read_text())["allow_host"] is False
+    with BatchDB(server.state_dir) as queue:
+        spec = queue.spec(job["id"])
+    assert spec.allow_host is False and spec.incident_path == str(run_dir / "input" / "incident.json")
 
 
 def test_a_multipart_upload_with_a_transcript_file(
@@ -265,6 +269,22 @@ def test_a_workspace_archive_upload_becomes_the_incidents_environment(client: ht
     done = wait_until_final(client, [job["id"]])[job["id"]]
     assert done["state"] == "done", done
 
+    # investigating it needs its world, which is untrusted: never on the host, whatever the request says
+    before = _run_dirs(server)
+    answer = client.post(
+        "/v1/incidents",
+        files={
+            "incident": ("incident.yaml", yaml.safe_dump(incident).encode()),
+            "transcript": ("session.jsonl", (folder / "session.jsonl").read_bytes()),
+            "environment": ("tally.tar.gz", (folder / "tally.tar.gz").read_bytes()),
+        },
+        data={"planner": "protocol"},
+        headers=auth(),
+    )
+    assert answer.status_code == 422
+    assert "untrusted" in answer.json()["detail"] and "cannot allow running on the host" in answer.json()["detail"]
+    assert _run_dirs(server) == before
+
     # a scenario builds its own world: an archive beside it is refused, saying why
     scenario = yaml.safe_load((EXAMPLES / "incident_organism.yaml").read_text())
     answer = client.post(
@@ -310,6 +330,15 @@ def test_per_token_limits(client: httpx.Client, server: Server, organism_inciden
     body = incident_body(organism_incidents["oversight-subversion"], planner="protocol", n=5)
     broke = client.post("/v1/incidents", json=body, headers=auth(BROKE))
     assert broke.status_code == 402 and "budget of $0.00" in broke.json()["detail"]
+    # a budget caps each investigation's own dollar limit at what is left, counting what running ones may spend
+    capped = client.post("/v1/incidents", json={**body, "budget": {"dollars": 3}}, headers=auth(CAPPED))
+    assert capped.status_code == 202, capped.text
+    with BatchDB(server.state_dir) as queue:  # the queue's own record of the job
+        assert queue.spec(capped.json()["id"]).limits.dollars == 0.5
+    if client.get(f"/v1/incidents/{capped.json()['id']}", headers=auth(CAPPED)).json()["state"] != "done":
+        reserved = client.post("/v1/incidents", json=body, headers=auth(CAPPED))
+        assert reserved.status_code == 402, reserved.text  # the running one may still spend all of it
+    wait_until_final(client, [capped.json()["id"]], token=CAPPED)
 
     async def two() -> list[httpx.Response]:
         async with httpx.AsyncClient(base_url=server.url, timeout=60) as aclient:
