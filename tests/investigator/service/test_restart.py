@@ -42,9 +42,7 @@ def test_sigkill_and_restart_loses_nothing_and_pays_nothing_twice(
 ) -> None:
     config = write_config(tmp_path, workers=1)
     state = tmp_path / "state"
-    t0 = time.monotonic()
     first = Server(state_dir=state, config_file=config).start()
-    print("TIMING started", time.monotonic() - t0)
     try:
         with httpx.Client(base_url=first.url, timeout=60) as client:
             long_job = client.post(
@@ -65,7 +63,6 @@ def test_sigkill_and_restart_loses_nothing_and_pays_nothing_twice(
         while _samples(run_dir / "case.sqlite") < 5 and time.monotonic() < deadline:
             time.sleep(0.05)
         assert _samples(run_dir / "case.sqlite") >= 5, first.log_text()
-        print("TIMING samples", time.monotonic() - t0)
         worker_pid = int(str(read_attempts(run_dir)[-1]["worker"]).rsplit(":", 1)[1])
         first.kill()
     finally:
@@ -82,14 +79,16 @@ def test_sigkill_and_restart_loses_nothing_and_pays_nothing_twice(
     db.close()
 
     second = Server(state_dir=state, config_file=config).start()
-    print("TIMING restarted", time.monotonic() - t0)
     try:
         with httpx.Client(base_url=second.url, timeout=60) as client:
             views = wait_until_final(client, [long_job["id"], queued["id"]], timeout=400)
-            assert views[long_job["id"]]["state"] == "done", views[long_job["id"]]
+            assert views[long_job["id"]]["state"] == "done", (
+                views[long_job["id"]].get("error"),
+                read_attempts(run_dir),
+                second.log_text()[-3000:],
+            )
             assert views[queued["id"]]["state"] == "done", views[queued["id"]]
             assert views[long_job["id"]]["progress"]["attempt"] == 2
-            print("TIMING done", time.monotonic() - t0)
             report = client.get(f"/v1/incidents/{long_job['id']}/report", headers=auth()).json()
     finally:
         second.stop()
