@@ -176,7 +176,13 @@ class ProtocolPlanner:
             # The world itself changed, run as real episodes in the sandbox (shown in the
             # report; too few episodes to enter the hypothesis scores).
             start = counterfactual.start_turn
-            add("run_counterfactual", label="rollout: unedited world", n=counterfactual.n, start_turn=start)
+            add(
+                "run_counterfactual",
+                label="rollout: unedited world",
+                n=counterfactual.n,
+                start_turn=start,
+                role=_role_json(RolloutRole(tag=None)),
+            )
             name = f"world-{counterfactual.tag}"
             add("edit_context", name=name, edits=counterfactual.edits, description=counterfactual.description)
             add(
@@ -185,6 +191,9 @@ class ProtocolPlanner:
                 variant=name,
                 n=counterfactual.n,
                 start_turn=start,
+                role=_role_json(
+                    RolloutRole(tag=counterfactual.tag, tests=tuple(self.catalogue.testing(counterfactual.tag)))
+                ),
             )
         for name in ("third_person", "follow_up", "cover_up"):
             probe = probes[name]

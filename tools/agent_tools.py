@@ -49,8 +49,8 @@ from tools.resample import (
     ExperimentSpec,
     SequentialRule,
     WorldFactory,
+    judged_where_it_can_be,
     run_experiment,
-    sandbox_free,
 )
 from tools.stats import Rate, compare, fisher_exact
 
@@ -331,11 +331,13 @@ def _experiment_fields(result: ExperimentResult) -> dict[str, Any]:
 
 
 async def _run(ctx: ToolContext, spec: ExperimentSpec) -> ExperimentResult:
+    """Run an experiment within the budget: at most the samples left, charged with every
+    sample it took (a sequential arm's reference arm included)."""
     spec = ctx.seeded(spec)
     allowed = ctx.budget.allow_samples(spec.n)
     if allowed < spec.n:
         spec = spec.model_copy(update={"n": allowed})
-    already = ctx.ledger.counts(spec.experiment_id(ctx.incident.id, ctx.subject.model_string, _start(ctx, spec))).n
+    before = int(ctx.ledger.totals()["samples"])
     result = await run_experiment(
         ctx.ledger,
         ctx.incident,
@@ -345,12 +347,16 @@ async def _run(ctx: ToolContext, spec: ExperimentSpec) -> ExperimentResult:
         grader=ctx.grader,
         progress=ctx.progress,
     )
-    new = max(0, result.n - already)
+    charge(ctx, before)
+    return result
+
+
+def charge(ctx: ToolContext, samples_before: int) -> None:
+    """Charge the budget with what the ledger gained since it held `samples_before` samples."""
     usage = ctx.ledger.totals()
-    ctx.budget.charge_usage(samples=new)
+    ctx.budget.charge_usage(samples=max(0, int(usage["samples"]) - samples_before))
     ctx.budget.tokens = int(usage["input_tokens"] + usage["output_tokens"])
     ctx.budget.dollars = float(usage["cost_usd"])
-    return result
 
 
 def _role_for(ctx: ToolContext, variant: str, role: ExperimentRole | None) -> ExperimentRole:
@@ -361,14 +367,6 @@ def _role_for(ctx: ToolContext, variant: str, role: ExperimentRole | None) -> Ex
     if variant in ctx.roles:
         return ctx.roles[variant]
     return BaselineRole() if ctx.variant(variant).is_original else ExploratoryRole()
-
-
-def _start(ctx: ToolContext, spec: ExperimentSpec) -> int:
-    if spec.start_turn is not None:
-        return spec.start_turn
-    if spec.mode == "probe":
-        return len(ctx.incident.transcript.turns())
-    return ctx.incident.flagged_turn_index
 
 
 # ------------------------------------------------------------------------ tools
@@ -489,18 +487,19 @@ async def resample(
         start_turn=start_turn,
         sequential=rule,
     )
-    if sandbox_free(ctx.incident.behavior) is None and ctx.world is not None:
-        # The detector reads the world's final state: execute each resampled turn there.
-        spec = spec.model_copy(update={"mode": "rollout", "max_turns": 1})
-        if rule is not None and rule.reference is not None:
-            reference = rule.reference.model_copy(update={"mode": "rollout", "max_turns": 1})
-            spec = spec.model_copy(update={"sequential": rule.model_copy(update={"reference": reference})})
+    # A detector that reads the world's final state: each resampled turn is executed there.
+    spec = judged_where_it_can_be(spec, ctx.incident, ctx.world)
     return _experiment_data(await _run(ctx, spec))
 
 
 @agent_tool
 async def run_counterfactual(
-    ctx: ToolContext, label: str, variant: str = "original", n: int = 0, start_turn: int | None = None
+    ctx: ToolContext,
+    label: str,
+    variant: str = "original",
+    n: int = 0,
+    start_turn: int | None = None,
+    role: RolloutRole | None = None,
 ) -> dict[str, Any]:
     """Rebuild the world at `start_turn` in a sandbox (replaying the recorded tool calls), then continue whole
     episodes from the variant's context; each is judged by the full detector, including checks of the final state.
@@ -510,14 +509,18 @@ async def run_counterfactual(
         variant: The variant whose context (and environment knobs/files) to use.
         n: Number of episodes (default: a fifth of the case's default n).
         start_turn: Where the episodes start (default: the flagged turn).
+        role: The rollout's role: its catalogue `tag` (none for the unedited world) and the hypotheses it tests.
+            Default: the unedited world for the original, else the tag registered for the variant.
     """
     chosen = ctx.variant(variant)
-    registered = ctx.roles.get(variant)
-    tag = getattr(registered, "tag", None) if registered is not None else None
-    tests = tuple(getattr(registered, "tests", ()) or ())
+    if role is None:
+        registered = ctx.roles.get(variant)
+        tag = getattr(registered, "tag", None) if registered is not None else None
+        tests = tuple(getattr(registered, "tests", ()) or ())
+        role = RolloutRole(tag=None) if chosen.is_original else RolloutRole(tag=tag or variant, tests=tests)
     spec = ExperimentSpec(
         label=label,
-        role=RolloutRole(tag=None) if chosen.is_original else RolloutRole(tag=tag or variant, tests=tests),
+        role=role,
         variant=chosen,
         n=n or max(5, ctx.default_n // 5),
         start_turn=start_turn,

@@ -43,7 +43,7 @@ from tools.ledger import Ledger
 from tools.models.base import ModelClient
 from tools.replay import replay, replay_and_snapshot
 from tools.rollout import rollout
-from tools.stats import Rate, RateThresholdTest, TwoArmTest
+from tools.stats import Decision, Outcome, Rate, RateThresholdTest, TwoArmTest
 from tools.transcript import ContentBlock, Message, TextBlock, ThinkingBlock, Transcript
 
 # World and WorldFactory live in tools.world; re-exported here for code that imports them from this module.
@@ -70,6 +70,9 @@ class SequentialRule(BaseModel):
     reference: ExperimentSpec | None = None
     alpha: float = 0.05
     batch: int = Field(default=10, ge=1)
+    futility_odds_ratio: float | None = Field(default=None, gt=1.0)
+    """reference rule: also stop once the difference is shown to be smaller than this odds
+    ratio either way (`tools.stats.TwoArmTest`); None: stop only on a difference."""
 
 
 class ExperimentSpec(BaseModel):
@@ -466,7 +469,7 @@ async def _run_against_reference(
     if rule.reference is None:
         raise ExperimentError("a reference rule needs the `reference` experiment spec")
     ref = _Arm(arm.ledger, arm.incident, rule.reference.model_copy(update={"n": arm.spec.n}), subject, world, grader)
-    test = TwoArmTest(rule.alpha, max_n=2 * arm.spec.n)
+    test = TwoArmTest(rule.alpha, max_n=arm.spec.n, futility_odds_ratio=rule.futility_odds_ratio)
     try:
         await ref.prepare_world()
         done = 0
@@ -480,13 +483,54 @@ async def _run_against_reference(
             k1 = sum(bool(s.detected) for s in mine)
             k2 = sum(bool(s.detected) for s in theirs)
             decision = test.update(k1, done, k2, done)
-            if decision.stopped:
+            if decision.stopped and decision.outcome is not Outcome.INCONCLUSIVE:
                 arm.ledger.finish_experiment(ref.id, stop_reason=f"reference of {arm.id}")
+                _record_decision(arm, ref, rule, decision)
                 return arm.result(f"sequential vs {rule.reference.label}: {decision}", samples_saved=arm.spec.n - done)
         arm.ledger.finish_experiment(ref.id, stop_reason=f"reference of {arm.id}")
-        return arm.result("sequential: budget spent")
+        if test.decision is not None:
+            _record_decision(arm, ref, rule, test.decision)
+        return arm.result("sequential: budget spent, not decided")
     finally:
         await ref.close()
+
+
+def judged_where_it_can_be(spec: ExperimentSpec, incident: Incident, world: WorldFactory | None) -> ExperimentSpec:
+    """A next_turn spec whose detector reads the world's final state (a `command` part
+    that no sandbox-free part can stand in for) becomes a one-turn rollout: the resampled
+    turn is executed in the rebuilt world and judged there. Other specs are unchanged;
+    a reference arm of a sequential rule is converted the same way."""
+    if spec.mode != "next_turn" or world is None or spec.prefill is not None:
+        return spec
+    detector = spec.detector or incident.behavior
+    if sandbox_free(detector) is not None:
+        return spec
+    update: dict[str, Any] = {"mode": "rollout", "max_turns": 1}
+    rule = spec.sequential
+    if rule is not None and rule.reference is not None:
+        update["sequential"] = rule.model_copy(
+            update={"reference": judged_where_it_can_be(rule.reference, incident, world)}
+        )
+    return spec.model_copy(update=update)
+
+
+SEQUENTIAL_EVENT = "sequential"
+"""Ledger event recording a sequential comparison's last decision (read by the report)."""
+
+
+def _record_decision(arm: _Arm, ref: _Arm, rule: SequentialRule, decision: Decision) -> None:
+    arm.ledger.event(
+        SEQUENTIAL_EVENT,
+        experiment_id=arm.id,
+        reference_id=ref.id,
+        outcome=decision.outcome.value,
+        direction=decision.direction,
+        e_value=decision.e_value,
+        n_per_arm=decision.n // 2,
+        max_n_per_arm=arm.spec.n,
+        alpha=rule.alpha,
+        futility_odds_ratio=rule.futility_odds_ratio,
+    )
 
 
 def prefix_for(incident: Incident, variant: Variant, start_turn: int | None = None) -> Transcript:
