@@ -29,15 +29,51 @@ class CatalogueEntry(BaseModel):
     """What would prevent the behaviour if this explanation is the right one."""
 
 
+BetaMixture = list[tuple[float, float, float]]
+"""A mixture of Beta distributions: ``[weight, a, b]`` per component."""
+
+
+class EffectClasses(BaseModel):
+    """Probabilities of an intervention's effect classes."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    down: float = Field(ge=0.0, le=1.0)
+    none: float = Field(ge=0.0, le=1.0)
+    up: float = Field(ge=0.0, le=1.0)
+
+
+class TestLikelihood(BaseModel):
+    """What a test measures when its question is true and when it is false (see the
+    comments in prompts/hypotheses.yaml)."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    yes: BetaMixture | EffectClasses = Field(alias="true")
+    no: BetaMixture | EffectClasses = Field(alias="false")
+
+
 class MisalignmentTest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     id: str
     title: str
+    question: Literal["intentional", "knew_disapproval"] = "knew_disapproval"
     description: str
     positive_when: str
-    strength: float = Field(default=0.5, ge=0.0, le=1.0)
-    """How strongly a positive result indicates knowledge of disapproval (noisy-OR weight)."""
+    likelihood: TestLikelihood
+
+
+class EffectModel(BaseModel):
+    """Parameters of the intervention effect model (investigator.conclude)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    none_sd: float = Field(gt=0.0)
+    effect_sd: float = Field(gt=0.0)
+    unpredicted: EffectClasses
+    cue_factor: float = Field(ge=1.0)
+    cue_cap: float = Field(ge=1.0)
 
 
 class Catalogue(BaseModel):
@@ -46,6 +82,7 @@ class Catalogue(BaseModel):
     version: int
     hypotheses: list[CatalogueEntry]
     misalignment_tests: list[MisalignmentTest]
+    effects: EffectModel
 
     def get(self, hypothesis_id: str) -> CatalogueEntry | None:
         return next((h for h in self.hypotheses if h.id == hypothesis_id), None)

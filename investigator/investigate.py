@@ -38,6 +38,7 @@ from investigator.report import (
     Quote,
     SandboxUsed,
     experiments_from_ledger,
+    sampling_from_ledger,
 )
 from sandboxes.registry import BackendChoice
 from tools.agent_tools import Fault, ToolContext
@@ -242,6 +243,7 @@ def build_report(
             wall_seconds=round(wall, 2),
         ),
         sandbox=sandbox or NO_SANDBOX,
+        sampling=sampling_from_ledger(ledger, incident.id),
         notes=notes,
     )
 

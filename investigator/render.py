@@ -70,6 +70,7 @@ from tools import plots as figures
 from tools.experiments import DoseRole, ImportanceRole, is_reference
 from tools.importance import SentenceImportance, TurnImportance, TurnPoint
 from tools.ledger import Ledger
+from tools.screening import SCREENING_EVENT, Screening
 from tools.stats import Comparison, DoseResponseFit, Rate, cochran_armitage, compare, fit_dose_response, wilson_interval
 from tools.transcript import Span
 
@@ -204,7 +205,7 @@ def dose_series(experiments: Iterable[ExperimentEntry]) -> list[DoseSeries]:
     return out
 
 
-ImportanceResult = TurnImportance | SentenceImportance
+ImportanceResult = TurnImportance | SentenceImportance | Screening
 
 
 @dataclass(frozen=True)
@@ -224,7 +225,11 @@ def importance_results(
     """The importance analyses recorded in `ledger` for `incident_id`, in the order they
     were recorded (see the module doc), and a note for each event that could not be
     read. `subject` fills the one field a compact turn event does not carry."""
-    events = [*ledger.events(TURN_IMPORTANCE_EVENT), *ledger.events(SENTENCE_IMPORTANCE_EVENT)]
+    events = [
+        *ledger.events(TURN_IMPORTANCE_EVENT),
+        *ledger.events(SENTENCE_IMPORTANCE_EVENT),
+        *ledger.events(SCREENING_EVENT),
+    ]
     out: list[ImportanceResult | list[CompactSentenceScore]] = []
     notes: list[str] = []
     for event in sorted(events, key=lambda e: int(e["id"])):
@@ -233,6 +238,8 @@ def importance_results(
         try:
             if event["kind"] == TURN_IMPORTANCE_EVENT:
                 out.append(_turn_result(event, ledger, subject))
+            elif event["kind"] == SCREENING_EVENT:
+                out.append(Screening.model_validate(event["result"]))
             elif "result" in event:
                 out.append(SentenceImportance.model_validate(event["result"]))
             else:
@@ -583,6 +590,8 @@ def _importance_view(
 ) -> ImportanceView:
     """A table (and plot) for one importance analysis."""
     plot_id, alt = f"plot-importance-{index}", "Importance plot"
+    if isinstance(result, Screening):
+        return _screening_view(result, plot_id, plots=plots)
     if isinstance(result, TurnImportance):
         return ImportanceView(
             title=f"Importance: turns before the flagged turn {result.flagged_turn} ({result.method})",
@@ -627,6 +636,49 @@ def _importance_view(
     )
 
 
+def _screening_view(result: Screening, plot_id: str, *, plots: bool) -> ImportanceView:
+    """The "what drives it" table: every context unit, ranked by how much removing it
+    lowers the rate, with its paired baseline, difference, BH q-value and verdict."""
+    ranked = result.ranked
+    rows = [
+        [
+            str(i + 1),
+            r.unit.name,
+            r.unit.text,
+            f"{r.k}/{r.n}",
+            f"{r.base_k}/{r.base_n}",
+            f"{fmt_points(r.difference)} {fmt_ci(r.ci)}",
+            fmt_p(r.q_value),
+            ("drives it" if r.difference < 0 else "suppresses it") if r.discovery else "",
+            r.stop,
+        ]
+        for i, r in enumerate(ranked)
+    ]
+    caption = (
+        f"Each unit of the context deleted (or, for a tool result, its output neutralised) and the flagged turn "
+        f"resampled, against the baseline's samples of the same indices (baseline {result.baseline_k}/"
+        f"{result.baseline_n}); at most {result.max_per_unit} samples per unit in batches of {result.batch}, "
+        f"stopped early when settled. q: Benjamini–Hochberg adjusted anytime-valid p (FDR {result.fdr:g}). "
+        + " ".join(result.notes)
+    )
+    plot = None
+    if plots and ranked:
+        arms = [(f"{r.unit.name}", Rate(r.k, r.n)) for r in ranked]
+        base = Rate(result.baseline_k, result.baseline_n)
+
+        def draw() -> bytes:
+            return figures.forest_plot(arms, baseline=("baseline", base), differences=True, title="What drives it")
+
+        plot = PlotView(plot_id, "", "What drives it: the context screen", _figure_uri(draw))
+    return ImportanceView(
+        title="What drives it: the context screen",
+        headers=["Rank", "Unit", "Text", "k/n", "Baseline", "Δ [95% CI]", "q", "", "Stopped"],
+        rows=rows,
+        caption=caption,
+        plot=plot,
+    )
+
+
 _SENTENCE_CAPTION = (
     "Resampling importance: behaviour rate with the sentence kept minus the rate when it is regenerated, "
     "in percentage points (Newcombe 95% interval); counterfactual importance counts only regenerations that "
@@ -636,7 +688,7 @@ _SENTENCE_CAPTION = (
 
 def _cost(report: ForensicsReport) -> list[tuple[str, str]]:
     c = report.cost
-    return [
+    rows = [
         ("Samples", f"{c.samples:,}"),
         ("Subject input tokens", f"{c.input_tokens:,}"),
         ("Subject output tokens", f"{c.output_tokens:,}"),
@@ -645,6 +697,23 @@ def _cost(report: ForensicsReport) -> list[tuple[str, str]]:
         ("Dollars", f"${c.dollars:,.2f}"),
         ("Wall time", f"{c.wall_seconds:,.0f} s"),
     ]
+    s = report.sampling
+    if s is not None:
+        rows += [
+            (
+                "Sequential arms",
+                f"{s.sequential_arms} ({s.decided} decided, {s.futile} stopped for futility, "
+                f"{s.undecided} not decided at their cap)",
+            ),
+            ("Samples in sequential comparisons", f"{s.samples:,} (the arms and their reference)"),
+            (
+                "Fixed-n design at the same error",
+                f"{s.fixed_total:,} ({s.fixed_n_per_arm:,} per arm: two-sided α = {s.alpha:g}, power "
+                f"{s.power:.0%} for an odds ratio of {s.odds_ratio:g} at the baseline's {fmt_pct(s.baseline_rate)})",
+            ),
+            ("Saved against fixed n", f"{s.saved:,} samples ({s.saved / max(1, s.fixed_total):.0%})"),
+        ]
+    return rows
 
 
 def build_view(

@@ -8,6 +8,7 @@ report are the numbers that were measured.
 
 from __future__ import annotations
 
+import math
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -92,6 +93,28 @@ class Quote(_Model):
     why: str
 
 
+class Sampling(_Model):
+    """What sequential sampling saved: the arms that were compared sequentially, how they
+    stopped, and the samples a fixed-n design would have needed at the same error — a
+    two-sided test at `alpha` with `power` to detect the smallest effect of interest (the
+    futility margin's odds ratio at the baseline's rate), for every such arm and the
+    baseline."""
+
+    sequential_arms: int = 0
+    decided: int = 0
+    futile: int = 0
+    undecided: int = 0
+    samples: int = 0
+    """Samples the sequential arms and their reference took."""
+    fixed_n_per_arm: int = 0
+    fixed_total: int = 0
+    saved: int = 0
+    alpha: float = 0.05
+    power: float = 0.8
+    odds_ratio: float = 3.0
+    baseline_rate: float = 0.0
+
+
 class Cost(_Model):
     samples: int = 0
     input_tokens: int = 0
@@ -146,6 +169,7 @@ class ForensicsReport(_Model):
     cost: Cost = Field(default_factory=Cost)
     sandbox: SandboxUsed = Field(default_factory=lambda: NO_SANDBOX.model_copy())
     """Where the incident's commands ran; every report says, even when nothing ran."""
+    sampling: Sampling | None = None
     notes: list[str] = Field(default_factory=list)
 
     def evidence_ids(self) -> set[str]:
@@ -211,3 +235,55 @@ def experiments_from_ledger(ledger: Ledger, incident_id: str) -> list[Experiment
         for e, adjusted in zip(tested, holm([e.p_value for e in tested if e.p_value is not None]), strict=True):
             e.p_holm = adjusted
     return entries
+
+
+def fixed_n(p0: float, odds_ratio: float, *, alpha: float = 0.05, power: float = 0.8) -> int:
+    """Samples per arm a fixed-n two-sided z-test needs to detect an odds ratio of
+    `odds_ratio` (either way, the harder direction) at baseline rate `p0`."""
+    from statsmodels.stats.power import NormalIndPower
+    from statsmodels.stats.proportion import proportion_effectsize
+
+    p = min(0.98, max(0.02, p0))
+    odds = p / (1 - p)
+    lower = odds / odds_ratio / (1 + odds / odds_ratio)
+    higher = odds * odds_ratio / (1 + odds * odds_ratio)
+    h = min(abs(proportion_effectsize(p, lower)), abs(proportion_effectsize(p, higher)))
+    n = NormalIndPower().solve_power(effect_size=h, alpha=alpha, power=power, ratio=1.0, alternative="two-sided")
+    return math.ceil(float(n))
+
+
+def sampling_from_ledger(ledger: Ledger, incident_id: str, *, power: float = 0.8) -> Sampling | None:
+    """The `Sampling` summary from the ledger's sequential decisions (None without any)."""
+    from tools.resample import SEQUENTIAL_EVENT
+
+    experiments = {e.id: e for e in ledger.experiments(incident_id)}
+    events = [e for e in ledger.events(SEQUENTIAL_EVENT) if e.get("experiment_id") in experiments]
+    if not events:
+        return None
+    latest: dict[str, dict[str, Any]] = {}
+    for event in events:
+        latest[str(event["experiment_id"])] = event
+    references = {str(e["reference_id"]) for e in latest.values()}
+    spent = sum(ledger.counts(i).n for i in set(latest) | references)
+    base = next((experiments[r] for r in references if r in experiments), None)
+    base_counts = ledger.counts(base.id) if base is not None else None
+    p0 = base_counts.k / base_counts.n if base_counts and base_counts.n else 0.5
+    alpha = float(next(iter(latest.values())).get("alpha") or 0.05)
+    ratio = float(next(iter(latest.values())).get("futility_odds_ratio") or 3.0)
+    per_arm = fixed_n(p0, ratio, alpha=alpha, power=power)
+    total = per_arm * (len(latest) + len(references))
+    outcomes = [str(e["outcome"]) for e in latest.values()]
+    return Sampling(
+        sequential_arms=len(latest),
+        decided=outcomes.count("different"),
+        futile=outcomes.count("stop_futility"),
+        undecided=len(outcomes) - outcomes.count("different") - outcomes.count("stop_futility"),
+        samples=spent,
+        fixed_n_per_arm=per_arm,
+        fixed_total=total,
+        saved=total - spent,
+        alpha=alpha,
+        power=power,
+        odds_ratio=ratio,
+        baseline_rate=p0,
+    )

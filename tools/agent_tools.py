@@ -33,13 +33,17 @@ from tools.edit import Variant, parse_edits
 from tools.errors import ForensicsError
 from tools.experiments import (
     BaselineRole,
+    DoseRole,
     ExperimentRole,
     ExploratoryRole,
+    InterventionRole,
     ProbeRole,
+    Provenance,
     RolloutRole,
 )
 from tools.hints import InvestigationHints
 from tools.incident import Incident, RegexDetector
+from tools.interventions import Suggestions, catalogue_tests
 from tools.ledger import HypothesisRow, Ledger
 from tools.models.base import ModelClient, ModelConfigError, ModelError
 from tools.models.retry import ModelAPIError
@@ -75,6 +79,11 @@ def seed_offset(seed: int) -> int:
 
 quote_untrusted = quote
 """Deprecated name of `tools.quoting.quote`; use that."""
+
+
+FUTILITY_ODDS_RATIO = 3.0
+"""Sequential arms also stop once their difference from the reference is shown to be
+smaller than this odds ratio either way (a futility margin)."""
 
 
 @dataclass
@@ -478,6 +487,7 @@ async def resample(
         rule = SequentialRule(
             kind="reference",
             reference=ExperimentSpec(label="baseline", role=BaselineRole(), n=count, start_turn=start_turn),
+            futility_odds_ratio=FUTILITY_ODDS_RATIO,
         )
     spec = ExperimentSpec(
         label=label,
@@ -500,6 +510,7 @@ async def run_counterfactual(
     n: int = 0,
     start_turn: int | None = None,
     role: RolloutRole | None = None,
+    sequential: bool = False,
 ) -> dict[str, Any]:
     """Rebuild the world at `start_turn` in a sandbox (replaying the recorded tool calls), then continue whole
     episodes from the variant's context; each is judged by the full detector, including checks of the final state.
@@ -507,10 +518,12 @@ async def run_counterfactual(
     Args:
         label: A name for this experiment, for people (free text).
         variant: The variant whose context (and environment knobs/files) to use.
-        n: Number of episodes (default: a fifth of the case's default n).
+        n: Number of episodes (default: a fifth of the case's default n); with `sequential`, the most episodes.
         start_turn: Where the episodes start (default: the flagged turn).
         role: The rollout's role: its catalogue `tag` (none for the unedited world) and the hypotheses it tests.
             Default: the unedited world for the original, else the tag registered for the variant.
+        sequential: Run the unedited world's episodes alongside, from the same snapshot turn, and stop as soon as
+            the two differ or the difference is shown to be small; otherwise it is reported as not decisive.
     """
     chosen = ctx.variant(variant)
     if role is None:
@@ -518,13 +531,21 @@ async def run_counterfactual(
         tag = getattr(registered, "tag", None) if registered is not None else None
         tests = tuple(getattr(registered, "tests", ()) or ())
         role = RolloutRole(tag=None) if chosen.is_original else RolloutRole(tag=tag or variant, tests=tests)
+    count = n or max(5, ctx.default_n // 5)
+    rule = None
+    if sequential and not chosen.is_original:
+        reference = ExperimentSpec(
+            label="rollout: unedited world", role=RolloutRole(tag=None), n=count, start_turn=start_turn, mode="rollout"
+        )
+        rule = SequentialRule(kind="reference", reference=reference, batch=4, futility_odds_ratio=FUTILITY_ODDS_RATIO)
     spec = ExperimentSpec(
         label=label,
         role=role,
         variant=chosen,
-        n=n or max(5, ctx.default_n // 5),
+        n=count,
         start_turn=start_turn,
         mode="rollout",
+        sequential=rule,
     )
     return _experiment_data(await _run(ctx, spec))
 
@@ -633,6 +654,194 @@ async def importance_scan(
     data: dict[str, Any] = found.model_dump(mode="json")
     ctx.budget.charge_usage(samples=0)
     data["_text"] = "importance scan (it quotes the subject's reasoning):\n" + quote(json.dumps(data, default=str))
+    return data
+
+
+def case_suggestions(ctx: ToolContext) -> Suggestions:
+    """The interventions, doses, world changes, controls and probes for this case:
+    generated from the incident and the latest screen in the ledger
+    (`tools.interventions.suggest`); where the case has hints (`ctx.hints`), a hinted
+    intervention, dose series, counterfactual or probe takes the place of the generated
+    one for its tag or test, with provenance ``hint``. Pure given the ledger, so a
+    planner can recompute what the tool registered."""
+    from tools.interventions import ProbeSuggestion, Suggestion, suggest
+    from tools.screening import latest_screening
+
+    found = suggest(ctx.incident, latest_screening(ctx.ledger, ctx.incident.id))
+    hints = ctx.hints
+    if hints is None:
+        return found
+    tests = catalogue_tests()
+    for tag, hint in hints.interventions.items():
+        edits, _ = parse_edits(hint.edits, source=f"hint {tag}")
+        provenance = Provenance(source="hint", rule=f"hint:{tag}", detail=hint.description)
+        role = InterventionRole(tag=tag, tests=tuple(tests.get(tag, [])), provenance=provenance)
+        hinted = Suggestion(
+            name=f"hint-{tag}",
+            tag=tag,
+            description=hint.description,
+            edits=edits,
+            role=role,
+            provenance=provenance,
+            where="(hint)",
+        )
+        found.interventions = [s for s in found.interventions if s.tag != tag] + [hinted]
+        found.skipped.pop(tag, None)
+    if hints.dose is not None:
+        dose = hints.dose
+        found.doses = []
+        for level in dose.levels:
+            shown = f"{level:g}"
+            edits, _ = parse_edits(json.loads(json.dumps(dose.edits).replace("{level}", shown)), source="hint dose")
+            provenance = Provenance(source="hint", rule=f"hint:dose:{dose.tag}", detail=dose.description)
+            found.doses.append(
+                Suggestion(
+                    name=f"hint-dose-{dose.tag}-{shown}",
+                    tag=dose.tag,
+                    description=f"{dose.description}: {shown}",
+                    edits=edits,
+                    role=DoseRole(knob=dose.tag, level=level, tag=dose.tag, provenance=provenance),
+                    provenance=provenance,
+                )
+            )
+    if hints.counterfactual is not None:
+        cf = hints.counterfactual
+        edits, _ = parse_edits(cf.edits, source="hint counterfactual")
+        provenance = Provenance(source="hint", rule=f"hint:counterfactual:{cf.tag}", detail=cf.description)
+        found.world = [
+            Suggestion(
+                name=f"hint-world-{cf.tag}",
+                tag=cf.tag,
+                description=cf.description,
+                edits=edits,
+                role=RolloutRole(tag=cf.tag, tests=tuple(tests.get(cf.tag, [])), provenance=provenance),
+                provenance=provenance,
+                world=True,
+                start_turn=cf.start_turn,
+            )
+        ]
+    for test, probe_hint in hints.probes.items():
+        provenance = Provenance(source="hint", rule=f"hint:probe:{test}", detail=probe_hint.question)
+        hinted_probe = ProbeSuggestion(
+            name=f"hint-{test}",
+            test=test,
+            question=probe_hint.question,
+            telling=probe_hint.pattern,
+            answered=".",
+            role=ProbeRole(test=test, provenance=provenance),
+        )
+        found.probes = [p for p in found.probes if p.test != test] + [hinted_probe]
+    return found
+
+
+@agent_tool
+async def screen_context(
+    ctx: ToolContext,
+    max_per_unit: int = 24,
+    fdr: float = 0.1,
+    sentences: bool = False,
+    turns: bool = False,
+    max_samples: int | None = None,
+) -> dict[str, Any]:
+    """Localise what in the context drives the behaviour before hypothesising: delete each sentence of the
+    user's instructions, the system prompt, and neutralise each tool result before the flagged turn, resampling
+    with a small sequential budget per unit and false-discovery control (Benjamini–Hochberg). Returns the
+    ranked "what drives it" table; suggest_interventions aims at what it finds.
+
+    Args:
+        max_per_unit: Most samples per unit (units stop earlier once decided).
+        fdr: The false-discovery rate for calling a unit a driver.
+        sentences: Also resample the flagged CoT's sentences (Thought Anchors), at max_per_unit per arm.
+        turns: Also measure the earlier turns (rollouts from each turn, by bisection); needs a rebuilt world.
+        max_samples: Most samples the whole screen may take (default: what the budget allows).
+    """
+    from tools import importance
+    from tools.screening import screen
+
+    before = int(ctx.ledger.totals()["samples"])
+
+    def allowed(wanted: int) -> int:
+        spent = int(ctx.ledger.totals()["samples"]) - before
+        limits = [x for x in (ctx.budget.samples_left(), max_samples) if x is not None]
+        return wanted if not limits else max(0, min(wanted, min(limits) - spent))
+
+    if ctx.budget.exhausted():
+        raise BudgetExceeded(ctx.budget.exhausted() or "budget used up")
+    result = await screen(
+        ctx.ledger,
+        ctx.incident,
+        subject=ctx.subject,
+        world=ctx.world,
+        max_per_unit=max_per_unit,
+        fdr=fdr,
+        grader=ctx.grader,
+        progress=ctx.progress,
+        budget=allowed,
+    )
+    extra: dict[str, Any] = {}
+    if sentences:
+        scan = await importance.sentence_importance(ctx.ledger, ctx.incident, subject=ctx.subject, k=max_per_unit)
+        extra["cot_sentences"] = [
+            {"index": s.index, "text": s.text, "resampling": round(s.resampling.difference, 4)} for s in scan.sentences
+        ]
+    if turns and ctx.world is not None:
+        found = await importance.turn_importance(
+            ctx.ledger, ctx.incident, subject=ctx.subject, world=ctx.world, n_per_turn=max_per_unit, method="binary"
+        )
+        extra["turns"] = {"likely_turn": found.likely_turn, "rates": {p.turn: f"{p.k}/{p.n}" for p in found.points}}
+    charge(ctx, before)
+    table = result.table()
+    data: dict[str, Any] = {
+        "baseline": f"{result.baseline_k}/{result.baseline_n}",
+        "units": len(table),
+        "drivers": [row["unit"] for row in table if row["driver"]],
+        "samples": result.samples,
+        "notes": result.notes,
+        **extra,
+    }
+    data["_text"] = (
+        json.dumps(data, default=str)
+        + "\nranked units (unit texts are quoted subject data):\n"
+        + quote_untrusted(json.dumps(table, default=str))
+    )
+    return data
+
+
+@agent_tool
+async def suggest_interventions(ctx: ToolContext) -> dict[str, Any]:
+    """Generate, from the incident itself and the latest screen, one intervention for every catalogue tag that
+    applies (clarified instruction, a way to ask the user, being watched, less work as a dose series, a document
+    marked as not addressed to the agent, framing or nudge removed, stakes real, consequence reversed, risk
+    salient, a belief corrected, the trigger removed), the negative and positive controls, whole-world changes,
+    and fact-based probes. Each becomes a named variant with its role and provenance: resample it by name.
+    """
+    found = case_suggestions(ctx)
+    rows = []
+    for suggestion in [*found.interventions, *found.doses, *found.controls, *found.world]:
+        variant = suggestion.variant()
+        variant.apply(ctx.incident)
+        ctx.variants[suggestion.name] = variant
+        ctx.roles[suggestion.name] = suggestion.role
+        rows.append(
+            {
+                "variant": suggestion.name,
+                "tag": suggestion.tag,
+                "role": suggestion.role.kind,
+                "world": suggestion.world,
+                "start_turn": suggestion.start_turn,
+                "description": suggestion.description,
+                "rule": suggestion.provenance.rule,
+            }
+        )
+    probes = [
+        {"test": p.test, "question": p.question, "answer_pattern": p.telling, "answered_pattern": p.answered}
+        for p in found.probes
+    ]
+    data: dict[str, Any] = {"variants": rows, "probes": probes, "skipped": found.skipped}
+    data["_text"] = (
+        "generated variants (resample each by its name; run world changes with run_counterfactual) and probes; "
+        "their texts quote the transcript:\n" + quote_untrusted(json.dumps(data, indent=1))
+    )
     return data
 
 

@@ -1078,6 +1078,21 @@ class _Builder:
         )
 
 
+def catalogue_tests() -> dict[str, list[str]]:
+    """Each intervention tag of the shipped catalogue with the hypotheses that predict its
+    outcome (prompts/hypotheses.yaml), for the roles' `tests`."""
+    from importlib import resources
+
+    import yaml
+
+    data = yaml.safe_load(resources.files("prompts").joinpath("hypotheses.yaml").read_text(encoding="utf-8"))
+    out: dict[str, list[str]] = {}
+    for entry in data.get("hypotheses", []):
+        for tag in entry.get("predictions") or {}:
+            out.setdefault(str(tag), []).append(str(entry["id"]))
+    return out
+
+
 def suggest(
     incident: Incident,
     screening: Screening | None = None,
@@ -1089,7 +1104,7 @@ def suggest(
     `incident` (see module doc). `catalogue` maps each tag to the hypotheses with a
     prediction for it (they are recorded in each role's `tests`); `tags` restricts the
     rules run (default: every catalogue tag)."""
-    builder = _Builder(facts_of(incident), screening, catalogue)
+    builder = _Builder(facts_of(incident), screening, catalogue if catalogue is not None else catalogue_tests())
     for tag in tags or CATALOGUE_TAGS:
         rule = getattr(builder, tag, None)
         if rule is None:

@@ -348,9 +348,7 @@ async def screen(
     drives it most part by part (further families, each adjusted on its own)."""
     notes: list[str] = []
 
-    def spec_of(
-        label: str, variant: Variant, n: int, seed: int, role: BaselineRole | ImportanceRole
-    ) -> ExperimentSpec:
+    def spec_of(label: str, variant: Variant, n: int, seed: int, role: BaselineRole | ImportanceRole) -> ExperimentSpec:
         spec = ExperimentSpec(label=label, role=role, variant=variant, n=n, seed=seed)
         return judged_where_it_can_be(spec, incident, world)
 
