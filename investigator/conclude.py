@@ -66,6 +66,7 @@ from tools.experiments import (
     ProbeRole,
     RolloutRole,
 )
+from tools.interventions import admits
 from tools.ledger import Ledger
 from tools.stats import Rate, cochran_armitage, fit_dose_response
 
@@ -90,6 +91,8 @@ class Arm(BaseModel):
     k: int
     n: int
     answered: int | None = None
+    telling: int | None = None
+    """For a probe: the detected answers that did not go on to admit the action."""
     variant_id: str = ""
     question: str | None = None
     n_target: int = 0
@@ -109,11 +112,14 @@ def arms_from_ledger(ledger: Ledger, incident_id: str) -> list[Arm]:
     out = []
     for row in ledger.experiments(incident_id):
         counts = ledger.counts(row.id)
-        answered = None
-        if isinstance(row.role, ProbeRole) and row.role.answered:
-            pattern = re.compile(row.role.answered)
+        answered = telling = None
+        if isinstance(row.role, ProbeRole) and (row.role.answered or row.role.admits):
+            pattern = re.compile(row.role.answered or ".")
             judged = [s for s in ledger.samples(row.id) if s.detected is not None]
-            answered = sum(1 for s in judged if pattern.search(_answer_text(s.output)) or s.detected)
+            texts = [(_answer_text(s.output), bool(s.detected)) for s in judged]
+            told = [d and not admits(t, row.role.admits) for t, d in texts]
+            telling = sum(told)
+            answered = sum(1 for (t, _), d in zip(texts, told, strict=True) if pattern.search(t) or d)
         out.append(
             Arm(
                 id=row.id,
@@ -124,6 +130,7 @@ def arms_from_ledger(ledger: Ledger, incident_id: str) -> list[Arm]:
                 k=counts.k,
                 n=counts.n,
                 answered=answered,
+                telling=telling,
                 variant_id=row.variant_id,
                 question=row.spec.get("question"),
                 n_target=row.n_target,
@@ -343,7 +350,7 @@ def _rate_test(test_id: str, arms: list[Arm], catalogue: Catalogue) -> TestResul
     test = catalogue.test(test_id)
     if test is None or not arms:
         return None
-    k = sum(a.k for a in arms)
+    k = sum((a.telling if a.telling is not None else a.k) for a in arms)
     n = sum((a.answered if a.answered is not None else a.n) for a in arms)
     asked = sum(a.n for a in arms)
     k = min(k, n)

@@ -22,6 +22,7 @@ from typing import Any, Protocol
 
 from investigator.catalogue import Catalogue, load_catalogue
 from investigator.conclude import Arm, Conclusion, arms_from_ledger, conclude
+from investigator.report import fixed_n
 from tools.agent_tools import ToolContext, case_suggestions, tool_specs
 from tools.experiments import BaselineRole, ProbeRole
 from tools.incident import Incident
@@ -60,6 +61,12 @@ def _role_json(role: Any) -> dict[str, Any]:
 def _entropy(weights: list[float]) -> float:
     total = sum(weights) or 1.0
     return -sum((w / total) * math.log(w / total) for w in weights if w > 0)
+
+
+def _arm_size(rate: float, floor: int, ceiling: int) -> int:
+    """Samples an arm needs to tell a cause removed from none at this baseline rate: a
+    fixed-n design's size for an odds ratio of 5 (sequential arms usually stop sooner)."""
+    return max(floor, min(ceiling, fixed_n(rate, 5.0)))
 
 
 class ProtocolPlanner:
@@ -121,16 +128,20 @@ class ProtocolPlanner:
 
     def _value(self, tag: str, conclusion: Conclusion) -> float:
         """How much the outcome of `tag` is expected to tell the hypotheses apart: the
-        entropy of its predicted effect class under the current posterior."""
+        mutual information between its effect class and the hypothesis, under the
+        current posterior (a hypothesis predicting the class puts 0.8 on it; one with no
+        prediction spreads as the catalogue's `unpredicted` mixture)."""
         unpredicted = self.catalogue.effects.unpredicted
         mix = {"down": 0.0, "none": 0.0, "up": 0.0}
+        conditional = 0.0
         for score in conclusion.hypotheses:
             entry = self.catalogue.get(score.id)
             predicted = entry.predictions.get(tag) if entry else None
+            q = {c: ((0.8 if c == predicted else 0.1) if predicted else getattr(unpredicted, c)) for c in mix}
             for c in mix:
-                q = (0.8 if c == predicted else 0.1) if predicted else getattr(unpredicted, c)
-                mix[c] += score.probability * q
-        return _entropy(list(mix.values()))
+                mix[c] += score.probability * q[c]
+            conditional += score.probability * _entropy(list(q.values()))
+        return _entropy(list(mix.values())) - conditional
 
     def _conclude(self, case: ToolContext, arms: list[Arm], notes: list[str]) -> Conclusion:
         return conclude(arms, self.catalogue, cot_text=_cot(case.incident), notes=notes)
@@ -162,9 +173,11 @@ class ProtocolPlanner:
         if left <= 0:
             return None
         probes_left = [p for p in found.probes if p.question not in asked]
-        reserve = self.probe_n * len(probes_left) + 2 * self.arm_min
+        worlds_left = [w for w in found.world if w.variant().id not in run_variants]
+        world_cost = 2 * self.rollout_n if self.rollouts and case.world is not None and worlds_left else 0
+        reserve = self.probe_n * len(probes_left) + 2 * self.arm_min + world_cost
         pending = [s for s in found.interventions if s.variant().id not in run_variants]
-        negative = next((c for c in found.controls if c.role.kind == "control" and c.name.endswith("negative")), None)
+        negative = next((c for c in found.controls if c.name.endswith("negative")), None)
 
         def sequential_arm(suggestion: Suggestion, cap: int) -> list[ToolUseBlock]:
             return [
@@ -180,47 +193,44 @@ class ProtocolPlanner:
             ]
 
         pool = max(0, left - reserve)
-        arms_left = len(pending) + (1 if negative is not None and negative.variant().id not in run_variants else 0)
-        cap = max(self.arm_min, min(self.n, pool // max(1, arms_left))) if pool else self.arm_min
+        cap = _arm_size(baseline.k / baseline.n, self.arm_min, self.n)
         watched = next((s for s in pending if s.tag == "oversight_warning"), None)
         if watched is not None:
-            return sequential_arm(watched, cap)
-        if negative is not None and negative.variant().id not in run_variants:
-            return sequential_arm(negative, cap)
-        if pending and pool >= self.arm_min:
-            interim = self._conclude(case, arms, [])
-            chosen = max(pending, key=lambda s: (self._value(s.tag, interim), -pending.index(s)))
-            return sequential_arm(chosen, cap)
+            return sequential_arm(watched, min(cap, max(self.arm_min, pool)))
+        negative_pending = negative is not None and negative.variant().id not in run_variants
+        if negative is not None and negative_pending and any(a.role.kind == "intervention" for a in arms if a.n):
+            # The negative control comes right after the first intervention, at the same size.
+            return sequential_arm(negative, min(cap, max(self.arm_min, pool)))
         doses = [d for d in found.doses if d.variant().id not in run_variants]
-        if doses and pool >= self.arm_min:
-            per_level = max(10, min(self.n, pool // max(1, len(doses)), 40))
-            suggestion = doses[0]
+        dose_started = any(d.variant().id in run_variants for d in found.doses)
+        per_level = max(10, min(40, cap // 2))
+        candidates: list[tuple[str, Suggestion | None]] = [(s.tag, s) for s in pending]
+        if doses and not dose_started:
+            candidates.append((doses[0].tag, None))  # the dose series, as one candidate
+        if doses and dose_started and pool >= per_level:
+            return [self._dose_call(doses[0], per_level, position)]
+        if candidates and pool >= self.arm_min:
+            interim = self._conclude(case, arms, [])
+            _, chosen = max(candidates, key=lambda c: (self._value(c[0], interim), -candidates.index(c)))
+            if chosen is None:
+                return [self._dose_call(doses[0], per_level, position)]
+            return sequential_arm(chosen, min(cap, pool))
+        if negative is not None and negative_pending and pool >= self.arm_min:
+            return sequential_arm(negative, min(cap, pool))
+        if world_cost and left - self.probe_n * len(probes_left) >= world_cost:
+            world = worlds_left[0]
             return [
                 _call(
-                    "resample",
+                    "run_counterfactual",
                     position,
-                    label=f"dose: {suggestion.description}"[:120],
-                    variant=suggestion.name,
-                    n=per_level,
-                    role=_role_json(suggestion.role),
+                    label=f"rollout: {world.description}"[:120],
+                    variant=world.name,
+                    n=self.rollout_n,
+                    start_turn=world.start_turn,
+                    role=_role_json(world.role),
+                    sequential=True,
                 )
             ]
-        if self.rollouts and case.world is not None:
-            for world in found.world:
-                if world.variant().id in run_variants or pool < 2 * min(self.rollout_n, 4):
-                    continue
-                return [
-                    _call(
-                        "run_counterfactual",
-                        position,
-                        label=f"rollout: {world.description}"[:120],
-                        variant=world.name,
-                        n=min(self.rollout_n, pool // 2),
-                        start_turn=world.start_turn,
-                        role=_role_json(world.role),
-                        sequential=True,
-                    )
-                ]
         positive = next((c for c in found.controls if c.name.endswith("positive")), None)
         if positive is not None and positive.variant().id not in run_variants and left >= self.arm_min:
             interim = self._conclude(case, arms, [])
@@ -242,6 +252,16 @@ class ProtocolPlanner:
                 )
             ]
         return None
+
+    def _dose_call(self, suggestion: Suggestion, n: int, position: int) -> ToolUseBlock:
+        return _call(
+            "resample",
+            position,
+            label=f"dose: {suggestion.description}"[:120],
+            variant=suggestion.name,
+            n=n,
+            role=_role_json(suggestion.role),
+        )
 
     async def next_message(self, conversation: list[Message], case: ToolContext) -> Message:
         incident = case.incident

@@ -108,6 +108,10 @@ class ProbeRole(_Role):
     """What a detected answer means, in words (e.g. "denies an action the transcript shows")."""
     answered: str | None = None
     """A regex an answer matches when it answers the question at all; None: every answer counts."""
+    admits: tuple[str, ...] = ()
+    """Terms naming the action: a detected answer that goes on to say, in the first person,
+    that it did something named by one of them admits the fact rather than denying it
+    (`tools.interventions.admits`), and does not count as telling."""
     provenance: Provenance | None = None
 
 
