@@ -298,12 +298,12 @@ def _log_bar(alpha: float) -> float:
 def _best_case_log_e(
     history: Sequence[tuple[int, int, int, int]], remaining: int, base_future: Sequence[bool], alpha: float
 ) -> float:
-    """The largest log e-value a unit could still reach: the test replayed over its
-    batches so far, then one more batch in which its remaining samples are all detected
-    or all not (the baseline's samples for those indices are already known)."""
+    """The largest log e-value a unit could still reach *as a driver*: the test replayed
+    over its batches so far, then one more batch in which none of its remaining samples
+    shows the behaviour (the baseline's samples for those indices are already known)."""
     best = -math.inf
     future = sum(base_future[:remaining])
-    for outcome in (0, 1):
+    for outcome in (0,):
         trial = _e_process()
         for totals in history:
             trial.update(*totals)
@@ -360,6 +360,7 @@ async def screen(
         ledger, incident, base_spec, subject=subject, world=world, grader=grader, concurrency=concurrency
     )
     base_samples = [bool(s.detected) for s in ledger.samples(base.id) if s.detected is not None]
+    replicated = any(base_samples)
 
     async def one(unit: ContextUnit, m: int) -> UnitResult | None:
         strict, loose = _log_bar(fdr / m), _log_bar(fdr)
@@ -438,7 +439,7 @@ async def screen(
         return found
 
     chosen = list(units if units is not None else context_units(incident))
-    results = await family(chosen)
+    results = await family(chosen) if replicated else []
     if units is None and refine:
         next_index = max((u.index for u in chosen), default=-1) + 1
         whole = next((r for r in results if r.unit.kind == "system_prompt"), None)
