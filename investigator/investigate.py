@@ -61,7 +61,10 @@ class InvestigationResult(BaseModel):
     wall_seconds: float
 
 
-def make_planner(name: PlannerName, *, model: str | None = None, n: int = 200) -> Planner:
+def make_planner(name: PlannerName | Planner, *, model: str | None = None, n: int = 200) -> Planner:
+    """The planner called `name` (or `name` itself when it is already a planner)."""
+    if not isinstance(name, str):
+        return name
     if name == "protocol":
         return ProtocolPlanner(n=n)
     if name == "cot-only":
@@ -328,7 +331,7 @@ async def investigate(
     incident: Incident,
     run_dir: str | Path,
     *,
-    planner: PlannerName = "protocol",
+    planner: PlannerName | Planner = "protocol",
     model: str | None = None,
     judge_model: str | None = None,
     limits: BudgetLimits | None = None,

@@ -154,14 +154,15 @@ class ProtocolPlanner:
         position = len(done)
         if "read_transcript" not in called:
             return [_call("read_transcript", position)]
+        per_unit = max(1, min(self.screen_per_unit, self.n))
         if "screen_context" not in called:
-            share = max(self.screen_per_unit * 2, int(self.budget * self.screen_share))
-            return [_call("screen_context", position, max_per_unit=self.screen_per_unit, max_samples=share)]
+            share = max(per_unit * 2, int(self.budget * self.screen_share))
+            return [_call("screen_context", position, max_per_unit=per_unit, max_samples=share)]
         arms = arms_from_ledger(case.ledger, case.incident.id)
         baseline = next((a for a in arms if isinstance(a.role, BaselineRole)), None)
         if baseline is None or baseline.k == 0:
-            if baseline is not None and baseline.n < 3 * self.screen_per_unit and self._left(case) > 0:
-                n = min(3 * self.screen_per_unit, baseline.n + self._left(case))
+            if baseline is not None and baseline.n < 3 * per_unit and self._left(case) > 0:
+                n = min(3 * per_unit, baseline.n + self._left(case))
                 return [_call("resample", position, label="baseline", n=n, role=_role_json(BaselineRole()))]
             return None  # nothing replicates: conclude (inconclusive)
         if "suggest_interventions" not in called:
@@ -366,14 +367,22 @@ class LLMPlanner:
 
     name = "llm"
 
-    def __init__(self, model: ModelClient, *, max_tokens: int = 4096) -> None:
+    def __init__(
+        self, model: ModelClient, *, max_tokens: int = 4096, tools: list[str] | None = None, brief: bool = False
+    ) -> None:
         self.model = model
         self.max_tokens = max_tokens
+        self.tools = tools
+        """The agent tools it is offered (default: all of them)."""
+        self.brief = brief
+        """A short prompt (prompts/investigator_brief.md) for models with a small context."""
 
     def system_prompt(self) -> str:
         from prompts.loader import load_prompt
 
         catalogue = load_catalogue()
+        if self.brief:
+            return load_prompt("investigator_brief", hypotheses=[h.id for h in catalogue.hypotheses])
         return load_prompt(
             "investigator",
             hypotheses=[h.model_dump() for h in catalogue.hypotheses],
@@ -396,12 +405,12 @@ class LLMPlanner:
             + "\nThe monitor's reason:\n"
             + quote(flag.reason)
             + "\nThe transcript:\n"
-            + quote_transcript(incident.transcript, max_chars=1500, flagged_turn=incident.flagged_turn_index)
+            + quote_transcript(incident.transcript, max_chars=300 if self.brief else 1500, flagged_turn=incident.flagged_turn_index)
         )
         return Message(role="user", content=[TextBlock(text=text)])
 
     async def next_message(self, conversation: list[Message], case: ToolContext) -> Message:
-        tools = [ToolSpec(**spec) for spec in tool_specs()]
+        tools = [ToolSpec(**spec) for spec in tool_specs(self.tools)]
         context = Transcript(system=self.system_prompt(), tools=tools, messages=conversation)
         message = (await self.model.generate(context, n=1, max_tokens=self.max_tokens))[0]
         # Thinking without a signature cannot be replayed to some APIs; keep it as metadata only.

@@ -846,6 +846,58 @@ async def suggest_interventions(ctx: ToolContext) -> dict[str, Any]:
 
 
 @agent_tool
+async def run_suggested(ctx: ToolContext, variant: str, n: int = 40) -> dict[str, Any]:
+    """Run a variant registered by suggest_interventions with its own role: an intervention or a control is
+    resampled sequentially against the baseline (stopping once the difference is decided or shown small), a dose
+    level with fixed n, a world change as whole episodes against the unedited world.
+
+    Args:
+        variant: The variant's name, as suggest_interventions listed it (e.g. gen-oversight_warning).
+        n: The most samples (episodes, for a world change) to take.
+    """
+    role = ctx.roles.get(variant)
+    if role is None:
+        known = ", ".join(sorted(ctx.roles)) or "none yet: call suggest_interventions first"
+        raise ForensicsError(f"no suggested variant {variant!r}; suggested: {known}")
+    label = f"{variant}: {ctx.variant(variant).description}"[:120]
+    if isinstance(role, RolloutRole):
+        found = case_suggestions(ctx)
+        start = next((w.start_turn for w in found.world if w.name == variant), None)
+        return await run_counterfactual.fn(
+            ctx, label=label, variant=variant, n=n, start_turn=start, role=role, sequential=True
+        )
+    if isinstance(role, DoseRole):
+        return await resample.fn(ctx, label=label, variant=variant, n=n, role=role)
+    return await resample.fn(ctx, label=label, variant=variant, n=n, sequential="vs_baseline", role=role)
+
+
+@agent_tool
+async def run_suggested_probes(ctx: ToolContext, n: int = 8) -> dict[str, Any]:
+    """Ask every probe suggest_interventions generated (fact-based follow-ups, the cover-up choices, the
+    third-person question) and return each one's rate among the answers that answer.
+
+    Args:
+        n: Answers to sample per probe.
+    """
+    found = case_suggestions(ctx)
+    rows = []
+    for suggestion in found.probes:
+        spec = ExperimentSpec(
+            label=f"{suggestion.test}: {suggestion.question}"[:120],
+            role=suggestion.role,
+            variant=ctx.variant("original"),
+            n=n,
+            mode="probe",
+            start_turn=len(ctx.incident.transcript.turns()),
+            question=suggestion.question,
+            detector=RegexDetector(kind="regex", pattern=suggestion.telling, target="text"),
+        )
+        result = await _run(ctx, spec)
+        rows.append({"test": suggestion.test, **_experiment_data(result)})
+    return {"probes": rows}
+
+
+@agent_tool
 async def record_hypothesis(
     ctx: ToolContext,
     id: str,

@@ -29,6 +29,12 @@ so those parts are rendered as plain text, and the model's reply is always plain
 Every output message records in its metadata what was rendered lossily
 (``prompt_rendering``), so nothing is dropped without a trace.
 
+Tool calls by grammar: with ``tool_calls="grammar"`` and tools offered, every reply is
+constrained by llama.cpp's JSON-schema grammar to exactly one call,
+``{"tool": <an offered name>, "input": <that tool's input schema>}`` (`tool_call_schema`),
+and comes back as a `ToolUseBlock` — so even a small model drives an agent loop with
+calls that always parse and always name an offered tool with schema-valid arguments.
+
 Determinism: sample *i* of a call with ``seed=s`` is drawn with seed ``s + i`` from a
 freshly reset model state (no KV-cache reuse between samples), so equal seeds give
 equal text — across calls and across client instances on the same machine and build.
@@ -69,7 +75,11 @@ from tools.transcript import (
 
 if TYPE_CHECKING:
     from llama_cpp import Llama
-    from llama_cpp.llama_types import ChatCompletionRequestMessage, CreateChatCompletionResponse
+    from llama_cpp.llama_types import (
+        ChatCompletionRequestMessage,
+        ChatCompletionRequestResponseFormat,
+        CreateChatCompletionResponse,
+    )
 
 INSTALL_HINT = (
     "install the local extra: CMAKE_ARGS=\"-DGGML_NATIVE=OFF\" pip install -e '.[local]' (compiles llama.cpp)"
@@ -157,6 +167,46 @@ def tools_prompt(tools: list[ToolSpec]) -> str:
     return "\n".join(lines)
 
 
+ToolCallMode = Literal["text", "grammar"]
+
+
+def _hoist_defs(schema: Any, defs: dict[str, Any]) -> Any:
+    """`schema` with nested ``$defs`` moved into `defs` (references to them use the root's
+    ``#/$defs/…`` form, as pydantic writes them)."""
+    if isinstance(schema, dict):
+        out = {}
+        for key, value in schema.items():
+            if key == "$defs" and isinstance(value, dict):
+                for name, sub in value.items():
+                    defs.setdefault(name, _hoist_defs(sub, defs))
+                continue
+            if key in {"title", "discriminator"}:
+                continue  # not constraints; `discriminator` is an OpenAPI keyword the converter rejects
+            out[key] = _hoist_defs(value, defs)
+        return out
+    if isinstance(schema, list):
+        return [_hoist_defs(item, defs) for item in schema]
+    return schema
+
+
+def tool_call_schema(tools: list[ToolSpec]) -> dict[str, Any]:
+    """The JSON schema of one call of one of `tools`: ``{"tool": name, "input": {...}}``."""
+    defs: dict[str, Any] = {}
+    options = [
+        {
+            "type": "object",
+            "properties": {"tool": {"const": tool.name}, "input": _hoist_defs(tool.input_schema, defs)},
+            "required": ["tool", "input"],
+            "additionalProperties": False,
+        }
+        for tool in tools
+    ]
+    schema: dict[str, Any] = {"anyOf": options}
+    if defs:
+        schema["$defs"] = defs
+    return schema
+
+
 def _render_content(message: Message, thinking: ThinkingMode, counts: dict[str, int]) -> str:
     parts: list[str] = []
     for block in message.content:
@@ -236,6 +286,7 @@ class LlamaCppModel(ModelClient):
         top_k: int = 0,
         min_p: float = 0.0,
         thinking: ThinkingMode = "omit",
+        tool_calls: ToolCallMode = "text",
         max_concurrency: int = 1,
         pricing: Pricing | None = None,
     ) -> None:
@@ -248,6 +299,9 @@ class LlamaCppModel(ModelClient):
             raise ModelConfigError(f"temperature must be non-negative (got {temperature})")
         if thinking not in ("omit", "text"):
             raise ModelConfigError(f"thinking must be 'omit' or 'text' (got {thinking!r})")
+        if tool_calls not in ("text", "grammar"):
+            raise ModelConfigError(f"tool_calls must be 'text' or 'grammar' (got {tool_calls!r})")
+        self.tool_calls: ToolCallMode = tool_calls
         _require_llama_cpp()
         self.model_path = resolve_model_path(name, model_path)
         self.n_ctx = -(-n_ctx // CTX_PAD) * CTX_PAD
@@ -321,7 +375,8 @@ class LlamaCppModel(ModelClient):
             raise ModelError(f"max_tokens must be at least 1 (got {budget})")
         chat, rendering = to_chat_messages(transcript, tools, thinking=self.thinking)
         seeds = [seed + i if seed is not None else secrets.randbelow(SEED_LIMIT) for i in range(n)]
-        return await asyncio.to_thread(self._sample_all, chat, rendering, seeds, temp, budget)
+        schema = tool_call_schema(tools) if self.tool_calls == "grammar" and tools else None
+        return await asyncio.to_thread(self._sample_all, chat, rendering, seeds, temp, budget, schema)
 
     def _sample_all(
         self,
@@ -330,13 +385,14 @@ class LlamaCppModel(ModelClient):
         seeds: list[int],
         temperature: float,
         max_tokens: int,
+        schema: dict[str, Any] | None = None,
     ) -> tuple[list[Message], Usage]:
         messages: list[Message] = []
         usage = Usage()
         with self._lock:
             llm = self._loaded()
             for sample_seed in seeds:
-                completion = self._sample_one(llm, chat, sample_seed, temperature, max_tokens)
+                completion = self._sample_one(llm, chat, sample_seed, temperature, max_tokens, schema)
                 choice = completion["choices"][0]
                 text = choice["message"]["content"] or ""
                 usage = usage + Usage(
@@ -351,17 +407,30 @@ class LlamaCppModel(ModelClient):
                 }
                 if rendering:
                     metadata["prompt_rendering"] = dict(rendering)
-                content: list[TextBlock] = [TextBlock(text=text)] if text else []
-                messages.append(Message(role="assistant", content=list(content), metadata=metadata))
+                blocks: list[TextBlock | ToolUseBlock] = [TextBlock(text=text)] if text else []
+                if schema is not None:
+                    blocks = _parsed_call(text, sample_seed, metadata)
+                messages.append(Message(role="assistant", content=list(blocks), metadata=metadata))
         return messages, usage
 
     def _sample_one(
-        self, llm: Llama, chat: list[dict[str, str]], seed: int, temperature: float, max_tokens: int
+        self,
+        llm: Llama,
+        chat: list[dict[str, str]],
+        seed: int,
+        temperature: float,
+        max_tokens: int,
+        schema: dict[str, Any] | None = None,
     ) -> CreateChatCompletionResponse:
         """One sample from a fresh state: reusing the KV cache left by the previous
         sample would make a sample depend on what ran before it on this client."""
         reset: Callable[[], None] = llm.reset  # llama-cpp-python leaves reset() unannotated
         reset()
+        response_format = (
+            cast("ChatCompletionRequestResponseFormat", {"type": "json_object", "schema": schema})
+            if schema is not None
+            else None
+        )
         try:
             completion = llm.create_chat_completion(
                 messages=cast("list[ChatCompletionRequestMessage]", chat),
@@ -372,6 +441,7 @@ class LlamaCppModel(ModelClient):
                 min_p=self.min_p,
                 seed=seed,
                 stream=False,
+                response_format=response_format,
             )
         except ValueError as exc:  # e.g. "Requested tokens (9000) exceed context window of 8192"
             raise ModelError(f"llama.cpp rejected the request to {self.model_string}: {exc}") from exc
@@ -379,6 +449,7 @@ class LlamaCppModel(ModelClient):
 
     def describe(self) -> dict[str, Any]:
         """The model string plus the exact file and sampling defaults, for the ledger."""
+        # (tool_calls is reported below with the sampling defaults)
         return {
             "model": self.model_string,
             "model_path": str(self.model_path),
@@ -390,4 +461,17 @@ class LlamaCppModel(ModelClient):
             "top_k": self.top_k,
             "min_p": self.min_p,
             "thinking": self.thinking,
+            "tool_calls": self.tool_calls,
         }
+
+
+def _parsed_call(text: str, seed: int, metadata: dict[str, Any]) -> list[TextBlock | ToolUseBlock]:
+    """The grammar-constrained reply as a tool call. A reply cut off by `max_tokens` is not
+    valid JSON: it is kept as text (and said so in the metadata), never half-parsed."""
+    try:
+        data = json.loads(text)
+        name, arguments = data["tool"], data["input"]
+    except (json.JSONDecodeError, KeyError, TypeError):
+        metadata["tool_call_error"] = "the reply is not a complete tool call (cut off by max_tokens?)"
+        return [TextBlock(text=text)] if text else []
+    return [ToolUseBlock(id=f"call_{seed:010d}", name=str(name), input=dict(arguments))]
