@@ -46,7 +46,7 @@ import json
 import shutil
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 from pydantic import BaseModel, Field
 
@@ -55,7 +55,14 @@ from investigator.conclude import Conclusion, arms_from_ledger, conclude
 from investigator.executor import JobRecord, JobState
 from investigator.judge import TruthGrade, grade, truth_grade, write_grade
 from investigator.render import atomic_write_text, write_report
-from investigator.report import Cost, ForensicsReport, HypothesisEntry, Judgement, experiments_from_ledger
+from investigator.report import (
+    Cost,
+    ForensicsReport,
+    HypothesisEntry,
+    HypothesisStatus,
+    Judgement,
+    experiments_from_ledger,
+)
 from tools.experiments import DoseRole, InterventionRole, RolloutRole
 from tools.incident import Incident, load_incident
 from tools.ledger import LEDGER_FILE, ExperimentRow, Ledger
@@ -246,34 +253,31 @@ def pool_ledgers(members: Sequence[tuple[str, Path]], incident: Incident, out_di
 def _hypotheses(
     conclusion: Conclusion, catalogue: Catalogue, pooled: Ledger, incident_id: str
 ) -> list[HypothesisEntry]:
-    """The hypothesis board from the pooled scores, with the protocol's reading of a
-    score: supported when at least two predictions matched and none was contradicted,
-    refuted when contradicted with no net support, inconclusive otherwise."""
+    """The hypothesis board from the conclusion's competing hypotheses on the pooled
+    arms: each one's posterior and status as the likelihood model gives them, with the
+    pooled arms it was tested on as evidence. Untested hypotheses are left off."""
     by_tag: dict[str, str] = {}
     for arm in arms_from_ledger(pooled, incident_id):
         if isinstance(arm.role, InterventionRole | RolloutRole | DoseRole) and arm.role.tag:
             by_tag.setdefault(arm.role.tag, arm.id)
     entries = []
-    for entry in catalogue.hypotheses:
-        score = conclusion.scores.get(entry.id)
-        if not score or not score["tested"]:
+    for score in conclusion.hypotheses:
+        entry = catalogue.get(score.id)
+        status = score.status
+        if entry is None or status == "untested":
             continue
-        if score["score"] >= 2 and not score["contradicted"]:
-            status: Literal["supported", "refuted", "inconclusive"] = "supported"
-        elif score["score"] <= 0 and score["contradicted"]:
-            status = "refuted"
-        else:
-            status = "inconclusive"
+        tagged = [by_tag[t] for t in score.matched + score.contradicted if t in by_tag]
+        evidence = list(dict.fromkeys([*score.evidence, *tagged]))
         entries.append(
             HypothesisEntry(
                 id=f"h-{entry.id}",
                 catalogue_id=entry.id,
                 kind="motivation" if entry.kind == "motivation" else "benign",
                 statement=entry.title,
-                status=status,
-                probability=round(max(0.02, min(0.98, 0.5 + 0.2 * score["score"])), 2),
-                evidence=[by_tag[t] for t in score["matched"] + score["contradicted"] if t in by_tag],
-                notes=f"matched {score['matched'] or 'none'}; contradicted {score['contradicted'] or 'none'}",
+                status=cast("HypothesisStatus", status),
+                probability=round(max(0.02, min(0.98, score.probability)), 2),
+                evidence=evidence,
+                notes=f"matched {score.matched or 'none'}; contradicted {score.contradicted or 'none'}",
             )
         )
     return entries
