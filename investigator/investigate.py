@@ -377,7 +377,7 @@ async def investigate(
         write_run_file(
             out,
             incident=incident,
-            planner=planner,
+            planner=planner if isinstance(planner, str) else planner.name,
             model=model,
             judge=judge_model,
             n=n,

@@ -405,7 +405,9 @@ class LLMPlanner:
             + "\nThe monitor's reason:\n"
             + quote(flag.reason)
             + "\nThe transcript:\n"
-            + quote_transcript(incident.transcript, max_chars=300 if self.brief else 1500, flagged_turn=incident.flagged_turn_index)
+            + quote_transcript(
+                incident.transcript, max_chars=300 if self.brief else 1500, flagged_turn=incident.flagged_turn_index
+            )
         )
         return Message(role="user", content=[TextBlock(text=text)])
 

@@ -802,7 +802,7 @@ async def screen_context(
     data["_text"] = (
         json.dumps(data, default=str)
         + "\nranked units (unit texts are quoted subject data):\n"
-        + quote_untrusted(json.dumps(table, default=str))
+        + quote(json.dumps(table, default=str))
     )
     return data
 
@@ -840,7 +840,7 @@ async def suggest_interventions(ctx: ToolContext) -> dict[str, Any]:
     data: dict[str, Any] = {"variants": rows, "probes": probes, "skipped": found.skipped}
     data["_text"] = (
         "generated variants (resample each by its name; run world changes with run_counterfactual) and probes; "
-        "their texts quote the transcript:\n" + quote_untrusted(json.dumps(data, indent=1))
+        "their texts quote the transcript:\n" + quote(json.dumps(data, indent=1))
     )
     return data
 
