@@ -281,6 +281,8 @@ class ProtocolPlanner:
         conclusion = self._conclude(case, arms, notes)
         args = conclusion.report_args()
         args["evidence"] = [a.id for a in arms if a.n > 0]
+        if budget_out:  # what stopped it comes first: the reader must not take a cut-short report for a full one
+            args["summary"] = f"{notes[0]} {args['summary']}"
         hypothesis_calls = _hypothesis_calls(conclusion, position)
         return Message(
             role="assistant",

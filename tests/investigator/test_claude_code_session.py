@@ -178,7 +178,8 @@ def test_investigate_with_the_local_model_writes_an_honest_report(
     assert result.exit_code == 0, result.output
     report = json.loads((out / "report.json").read_text())
     baseline = next(e for e in report["experiments"] if e["label"] == "baseline")
-    assert baseline["n"] == 1 and baseline["mode"] == "rollout"
+    # one sample asked for; a baseline that does not replicate is topped up to three before giving up
+    assert 1 <= baseline["n"] <= 3 and baseline["mode"] == "rollout"
     assert report["subject"] == "llamacpp/smollm2"
     if baseline["k"] == 0:
         # It did not replicate: the only honest verdict, and the report has to say why.

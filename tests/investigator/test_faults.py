@@ -77,7 +77,8 @@ async def test_a_subject_api_that_keeps_failing_ends_in_a_failed_report(failing:
     elapsed = time.monotonic() - started
     report = result.report
     assert report.status == "failed" and report.verdict == "inconclusive"
-    assert report.failure is not None and report.failure.stage == "act" and report.failure.tool == "resample"
+    assert report.failure is not None and report.failure.stage == "act"
+    assert report.failure.tool in {"screen_context", "resample"}  # the first tool that samples
     assert report.failure.status == 500 and report.failure.attempts == 2
     assert "HTTP 500" in report.summary and "Internal server error" in report.summary
     assert any("HTTP 500" in limitation for limitation in report.limitations)

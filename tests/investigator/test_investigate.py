@@ -209,12 +209,14 @@ async def test_exhausted_budget_ends_inconclusive(tmp_path: Path) -> None:
         planner="protocol",
         n=200,
         backend="local",
-        limits=BudgetLimits(samples=450, tool_calls=80),
+        limits=BudgetLimits(samples=40, tool_calls=80),
     )
     report = result.report
-    assert report.verdict == "inconclusive"
-    assert "budget" in report.summary.lower()
-    assert report.cost.samples <= 450
+    # too few samples to reach the tests of whether it knew: no verdict from priors alone
+    assert report.verdict == "inconclusive" and report.confidence <= 0.5
+    assert report.summary.lower().startswith("the budget ran out")
+    assert any("never measured" in limitation for limitation in report.limitations)
+    assert report.cost.samples <= 40
 
 
 RESUME_CHILD = """
@@ -278,5 +280,9 @@ def test_resume_after_sigkill_pays_for_nothing_twice(tmp_path: Path) -> None:
     db.close()
     assert duplicates == 0
     assert all(after[key] == value for key, value in before.items())  # nothing sampled before was redone
-    for e in report["experiments"]:
-        assert e["n"] == {"baseline": 200}.get(e["label"], e["n"])
+    # every experiment begun before the kill was carried on, not restarted
+    begun: dict[str, int] = {}
+    for experiment_id, _ in before:
+        begun[experiment_id] = begun.get(experiment_id, 0) + 1
+    reported = {e["id"]: e["n"] for e in report["experiments"]}
+    assert all(reported.get(experiment_id, count) >= count for experiment_id, count in begun.items())
