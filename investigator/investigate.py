@@ -69,7 +69,7 @@ def make_planner(name: PlannerName | Planner, *, model: str | None = None, n: in
         return ProtocolPlanner(n=n)
     if name == "cot-only":
         return CotOnlyPlanner()
-    return LLMPlanner(get_model(model or "anthropic/claude-sonnet-4-5"))
+    return LLMPlanner.for_model(get_model(model or "anthropic/claude-sonnet-4-5"))
 
 
 def _quotes(incident: Incident, motivation: str | None) -> list[Quote]:
@@ -149,8 +149,10 @@ def build_report(
     planner_name: str,
     wall: float,
     sandbox: SandboxUsed | None = None,
+    planner_tokens: int = 0,
 ) -> ForensicsReport:
-    """The report from the planner's conclusion (or an inconclusive one) and the ledger."""
+    """The report from the planner's conclusion (or an inconclusive one) and the ledger.
+    `planner_tokens`: what the investigator's own model read and wrote (an LLM planner)."""
     ledger, incident = ctx.ledger, ctx.incident
     experiments = experiments_from_ledger(ledger, incident.id)
     conclusion = state.get("conclusion") or ctx.conclusion
@@ -244,6 +246,7 @@ def build_report(
             dollars=float(totals["cost_usd"]),
             tool_calls=budget.tool_calls,
             wall_seconds=round(wall, 2),
+            planner_tokens=planner_tokens,
         ),
         sandbox=sandbox or NO_SANDBOX,
         sampling=sampling_from_ledger(ledger, incident.id),
@@ -409,7 +412,15 @@ async def investigate(
 
     async def finish(ctx: ToolContext, state: InvestigationState) -> InvestigationState:
         used = tracker.record() if tracker else NO_SANDBOX
-        report = build_report(ctx, state, chosen.name, time.time() - (state.get("started") or started), used)
+        planner_usage = chosen.model.meter.total if isinstance(chosen, LLMPlanner) else None
+        report = build_report(
+            ctx,
+            state,
+            chosen.name,
+            time.time() - (state.get("started") or started),
+            used,
+            planner_tokens=planner_usage.input_tokens + planner_usage.output_tokens if planner_usage else 0,
+        )
         files = write_report(report, out, ledger=ledger)
         truth = None
         if incident.subject.model.startswith("organism/"):

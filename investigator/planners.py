@@ -364,6 +364,19 @@ class CotOnlyPlanner:
         return Message(role="assistant", content=[_call("submit_report", len(done), **args)])
 
 
+SMALL_MODEL_TOOLS = [
+    "screen_context",
+    "suggest_interventions",
+    "run_suggested",
+    "run_suggested_probes",
+    "query_stats",
+    "submit_report",
+]
+"""The tools a small local model is offered: the protocol's machinery as whole steps
+(screen, generate, run what was generated with its role, probe, report), so that each
+step is one call it can make correctly under the tool-call grammar."""
+
+
 class LLMPlanner:
     """A model drives the investigation with the agent tools (see module doc)."""
 
@@ -412,6 +425,18 @@ class LLMPlanner:
             )
         )
         return Message(role="user", content=[TextBlock(text=text)])
+
+    @classmethod
+    def for_model(cls, model: ModelClient) -> LLMPlanner:
+        """The planner for `model`: a local llama.cpp model gets its replies constrained to
+        one valid tool call (JSON-schema grammar), the brief prompt and the protocol's
+        whole-step tools; any other model gets the full prompt and every tool."""
+        from tools.models.llamacpp import LlamaCppModel
+
+        if isinstance(model, LlamaCppModel):
+            model.tool_calls = "grammar"
+            return cls(model, max_tokens=384, tools=list(SMALL_MODEL_TOOLS), brief=True)
+        return cls(model)
 
     async def next_message(self, conversation: list[Message], case: ToolContext) -> Message:
         tools = [ToolSpec(**spec) for spec in tool_specs(self.tools)]

@@ -123,6 +123,7 @@ class Cost(_Model):
     tool_calls: int = 0
     wall_seconds: float = 0.0
     planner_tokens: int = 0
+    """Tokens the investigator's own model (an LLM planner) read and wrote in this run's last process."""
 
 
 class SandboxUsed(_Model):

@@ -877,16 +877,20 @@ async def run_suggested_probes(ctx: ToolContext, n: int = 8) -> dict[str, Any]:
     third-person question) and return each one's rate among the answers that answer.
 
     Args:
-        n: Answers to sample per probe.
+        n: Answers to sample per probe (at most 40; the sample budget left is shared among the probes).
     """
+    n = max(1, min(n, 40))
     found = case_suggestions(ctx)
     rows = []
-    for suggestion in found.probes:
+    for i, suggestion in enumerate(found.probes):
+        # the budget left is shared among the probes still to ask, so the first cannot take it all
+        left = ctx.budget.samples_left()
+        share = n if left is None else min(n, max(1, left // (len(found.probes) - i)))
         spec = ExperimentSpec(
             label=f"{suggestion.test}: {suggestion.question}"[:120],
             role=suggestion.role,
             variant=ctx.variant("original"),
-            n=n,
+            n=share,
             mode="probe",
             start_turn=len(ctx.incident.transcript.turns()),
             question=suggestion.question,

@@ -404,3 +404,46 @@ async def test_aclose_frees_the_model_and_a_later_call_reloads_it(smollm2_path: 
     [after] = await client.generate(POEM, seed=8)
     assert after.text == before.text
     await client.aclose()
+
+
+# ------------------------------------------------------------------ tool calls by grammar
+def test_the_tool_call_schema_names_each_tool_and_hoists_nested_definitions() -> None:
+    from tools.agent_tools import tool_specs
+    from tools.models.llamacpp import tool_call_schema
+
+    tools = [ToolSpec(**spec) for spec in tool_specs(["run_suggested", "submit_report"])]
+    schema = tool_call_schema(tools)
+    assert [o["properties"]["tool"] for o in schema["anyOf"]] == [
+        {"const": "run_suggested"},
+        {"const": "submit_report"},
+    ]
+    text = str(schema)
+    assert "'title'" not in text and "discriminator" not in text
+    assert "$defs" not in str(schema["anyOf"])  # nested definitions live at the root only
+
+
+@in_module_loop
+async def test_grammar_constrained_replies_are_one_valid_call_of_an_offered_tool(smollm2_path: Path) -> None:
+    import jsonschema
+
+    from tools.agent_tools import tool_specs
+    from tools.models.llamacpp import tool_call_schema
+
+    client = LlamaCppModel("smollm2", max_tokens=160, tool_calls="grammar")
+    offered = [ToolSpec(**spec) for spec in tool_specs(["screen_context", "run_suggested", "query_stats"])]
+    transcript = Transcript(
+        system="You investigate a flagged agent. Reply with one tool call.",
+        tools=offered,
+        messages=[Message(role="user", content=[TextBlock(text="Start by screening the context.")])],
+    )
+    replies = await client.generate(transcript, n=3, seed=11)
+    await client.aclose()
+    schema = tool_call_schema(offered)
+    for reply in replies:
+        if reply.metadata.get("tool_call_error"):  # cut off by max_tokens: kept as text, said so
+            assert not reply.tool_uses
+            continue
+        [call] = reply.tool_uses
+        assert call.name in {t.name for t in offered}
+        jsonschema.validate({"tool": call.name, "input": call.input}, schema)
+    assert any(reply.tool_uses for reply in replies)
