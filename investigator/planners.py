@@ -250,6 +250,7 @@ class ProtocolPlanner:
                     answered_pattern=probe.answered,
                     n=self.probe_n,
                     test=probe.test,
+                    **({"admits": list(probe.role.admits)} if probe.role.admits else {}),
                 )
             ]
         return None
