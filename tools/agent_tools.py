@@ -781,6 +781,7 @@ async def screen_context(
         grader=ctx.grader,
         progress=ctx.progress,
         budget=allowed,
+        seed=ctx.seed_offset,
     )
     extra: dict[str, Any] = {}
     if sentences:

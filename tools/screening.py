@@ -340,16 +340,21 @@ async def screen(
     progress: Callable[[int], None] | None = None,
     budget: Callable[[int], int] | None = None,
     refine: bool = True,
+    seed: int = 0,
 ) -> Screening:
     """Screen the context units (see the module doc). `budget(wanted)` returns how many
     samples may still be taken (None: no limit); a unit that gets fewer is reported as
     cut short. Without explicit `units` (and with `refine`), a system prompt found to
     drive the behaviour is screened again sentence by sentence, and the tool result that
-    drives it most part by part (further families, each adjusted on its own)."""
+    drives it most part by part (further families, each adjusted on its own). `seed`: where
+    the investigation's sample stream starts (`tools.agent_tools.seed_offset`), added to
+    every arm's seed so that independent investigations draw disjoint samples."""
     notes: list[str] = []
 
+    offset = seed
+
     def spec_of(label: str, variant: Variant, n: int, seed: int, role: BaselineRole | ImportanceRole) -> ExperimentSpec:
-        spec = ExperimentSpec(label=label, role=role, variant=variant, n=n, seed=seed)
+        spec = ExperimentSpec(label=label, role=role, variant=variant, n=n, seed=seed + offset)
         return judged_where_it_can_be(spec, incident, world)
 
     def allowed(wanted: int) -> int:
