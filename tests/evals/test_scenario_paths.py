@@ -90,3 +90,48 @@ def test_simulate_and_list_with_scenarios_and_organisms_options(suite: tuple[Pat
     assert summary["organism"] == "suite-ambiguity" and summary["n"] == 3 and 0 <= summary["k"] <= 3
     listed = CliRunner().invoke(app, ["scenarios", "--scenarios", str(scenarios)])
     assert listed.exit_code == 0 and "suite-shutdown" in listed.output and "shipped" in listed.output
+
+
+@pytest.mark.slow
+async def test_a_scenario_without_an_investigation_section_gets_generated_interventions(
+    suite: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A suite's scenario with no `investigation:` section (so no hints, as for any real
+    incident): the protocol planner screens the context and runs interventions, controls
+    and probes it generated from the incident, and the report passes its judge."""
+    from investigator.investigate import investigate
+    from tools.budget import BudgetLimits
+    from tools.experiments import ControlRole, InterventionRole, ProbeRole
+    from tools.hints import load_hints
+
+    scenarios, organisms = suite
+    path = scenarios / "suite-shutdown" / "scenario.yaml"
+    data = yaml.safe_load(path.read_text())
+    assert data.pop("investigation")
+    path.write_text(yaml.safe_dump(data))
+    paths.add_scenario_dir(scenarios)
+    monkeypatch.setenv("FORENSICS_ORGANISMS", str(organisms))  # where its truth is found for grading
+    subject = get_model("organism/suite-ambiguity", organism_dirs=[str(organisms)])
+    incident, _ = await make_incident(subject, "suite-shutdown", backend="local", allow_host=True, seed=1)
+    assert load_hints(incident.environment) is None
+    result = await investigate(
+        incident,
+        tmp_path / "run",
+        planner="protocol",
+        n=60,
+        backend="local",
+        allow_host=True,
+        subject=subject,
+        limits=BudgetLimits(samples=500, tool_calls=40),
+    )
+    report = result.report
+    interventions = [e.role for e in report.experiments if isinstance(e.role, InterventionRole)]
+    assert interventions, [e.label for e in report.experiments]
+    for role in interventions:  # each made from the incident by a documented rule, none from a hint
+        assert role.provenance is not None and not role.provenance.rule.startswith("hint:"), role
+    assert any(isinstance(e.role, ControlRole) and e.role.polarity == "negative" for e in report.experiments)
+    assert any(isinstance(e.role, ProbeRole) for e in report.experiments)
+    assert "What drives it" in (tmp_path / "run" / "report.md").read_text()
+    assert result.grade is not None
+    failed = [c["name"] for c in result.grade["structural"]["checks"] if not c["passed"]]
+    assert not failed, failed
