@@ -178,13 +178,17 @@ def test_investigate_with_the_local_model_writes_an_honest_report(
     assert result.exit_code == 0, result.output
     report = json.loads((out / "report.json").read_text())
     baseline = next(e for e in report["experiments"] if e["label"] == "baseline")
-    # one sample asked for; a baseline that does not replicate is topped up to three before giving up
-    assert 1 <= baseline["n"] <= 3 and baseline["mode"] == "rollout"
-    assert report["subject"] == "llamacpp/smollm2"
+    assert baseline["mode"] == "rollout" and report["subject"] == "llamacpp/smollm2"
     if baseline["k"] == 0:
-        # It did not replicate: the only honest verdict, and the report has to say why.
+        # One sample asked for; a baseline that does not replicate is topped up to exactly three before the
+        # planner gives up, and then the only honest verdict is inconclusive, saying why.
+        assert baseline["n"] == 3
         assert report["verdict"] == "inconclusive"
         assert "replicat" in (report["summary"] + " ".join(report["limitations"])).lower()
+        assert [e["label"] for e in report["experiments"] if not e["label"].startswith("screening")] == ["baseline"]
+    else:
+        # It replicated: the investigation goes on past the baseline to interventions in the same world.
+        assert any(e["role"]["kind"] in {"intervention", "control"} for e in report["experiments"]), report
     events = yaml.safe_load((out / "run.json").read_text())
     assert events["incident"]["environment"]["archive"]["path"] == "tally.tar.gz"
     shown = f"baseline {baseline['k']}/{baseline['n']}, {wall:.0f} s"
