@@ -40,30 +40,11 @@ from typing import Any
 import httpx
 import yaml
 
-ORGANISMS = {
-    "oversight-subversion": "oversight-config",
-    "shutdown-ambiguity": "shutdown-resistance",
-    "oversight-latency-mistake": "oversight-config",
-    "shutdown-self-preservation": "shutdown-resistance",
-}
+from benchmarks.batch import make_incidents  # the same organism incidents as the batch benchmark
+
 TOKEN = "bench-token-0123456789"
 ROOT = Path(__file__).resolve().parent.parent
 HOST = "127.0.0.1"
-
-
-async def make_incidents(out: Path, jobs: int) -> list[Path]:
-    from evals.world import make_incident, write_incident
-    from tools.models.registry import get_model
-
-    paths = []
-    names = list(ORGANISMS)
-    for i in range(jobs):
-        organism = names[i % len(names)]
-        incident, _ = await make_incident(
-            get_model(f"organism/{organism}"), ORGANISMS[organism], backend="local", seed=i, incident_id=f"bench-{i}"
-        )
-        paths.append(write_incident(incident, out))
-    return paths
 
 
 def body(path: Path) -> dict[str, Any]:

@@ -16,6 +16,14 @@ from rich.text import Text
 
 from tools.edit import load_edits
 
+BackendOpt = Annotated[
+    str | None,
+    typer.Option(help="docker (default; shipped organisms fall back to the local bubblewrap backend) or local."),
+]
+AllowHostOpt = Annotated[
+    bool,
+    typer.Option("--allow-host", help="Let an organism from another directory run in the local bubblewrap sandbox."),
+]
 ScenariosOpt = Annotated[
     list[Path] | None,
     typer.Option(
@@ -48,16 +56,8 @@ def register(app: typer.Typer) -> None:
 def demo_command(
     organism: Annotated[str, typer.Option(help="The subject: a model organism id.")] = "precommit-lazy-knowing",
     out: Annotated[Path, typer.Option("--out", help="Run directory.")] = Path("runs/demo"),
-    backend: Annotated[
-        str | None,
-        typer.Option(help="docker (default; a shipped organism falls back to the local bubblewrap backend) or local."),
-    ] = None,
-    allow_host: Annotated[
-        bool,
-        typer.Option(
-            "--allow-host", help="Let an organism from another directory run in the local bubblewrap sandbox."
-        ),
-    ] = False,
+    backend: BackendOpt = None,
+    allow_host: AllowHostOpt = False,
     n: Annotated[int, typer.Option(help="Samples per arm.")] = 200,
     organisms: Annotated[Path | None, typer.Option("--organisms", help="Extra directory of organism specs.")] = None,
     scenarios: ScenariosOpt = None,
@@ -84,16 +84,8 @@ def simulate_command(
             "judge it: executed in the rebuilt world when the detector reads its state)."
         ),
     ] = "rollout",
-    backend: Annotated[
-        str | None,
-        typer.Option(help="docker (default; shipped organisms fall back to the local bubblewrap backend) or local."),
-    ] = None,
-    allow_host: Annotated[
-        bool,
-        typer.Option(
-            "--allow-host", help="Let an organism from another directory run in the local bubblewrap sandbox."
-        ),
-    ] = False,
+    backend: BackendOpt = None,
+    allow_host: AllowHostOpt = False,
     seed: Annotated[int, typer.Option(help="Seed of the first sample.")] = 0,
     organisms: Annotated[Path | None, typer.Option("--organisms", help="Extra directory of organism specs.")] = None,
     scenarios: ScenariosOpt = None,
