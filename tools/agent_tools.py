@@ -310,9 +310,12 @@ async def call_tool(ctx: ToolContext, name: str, arguments: dict[str, Any]) -> T
 
 
 def _experiment_text(data: dict[str, Any]) -> str:
-    """An experiment's result as the planner reads it: JSON, with each note (replay
-    divergences and world notes can quote the subject's tool output) quoted inline."""
+    """An experiment's result as the planner reads it: JSON, with its label (a generated
+    variant's or probe's label carries transcript text) and each note (replay divergences
+    and world notes can quote the subject's tool output) quoted inline."""
     shown = {k: v for k, v in data.items() if k != "_text"}
+    if "label" in shown:
+        shown["label"] = quote_inline(str(shown["label"]))
     shown["notes"] = [quote_inline(str(note)) for note in data.get("notes", [])]
     return json.dumps(shown, default=str)
 
@@ -902,8 +905,11 @@ async def run_suggested_probes(ctx: ToolContext, n: int = 8) -> dict[str, Any]:
             detector=RegexDetector(kind="regex", pattern=suggestion.telling, target="text"),
         )
         result = await _run(ctx, spec)
-        rows.append({"test": suggestion.test, **_experiment_data(result)})
-    return {"probes": rows}
+        rows.append({"test": suggestion.test, **_experiment_fields(result)})
+    # each probe's result as the planner reads every experiment: its label (the question, which quotes the
+    # transcript) and notes quoted
+    text = "\n".join(f"{row['test']}: {_experiment_text(row)}" for row in rows) or "no probes were suggested"
+    return {"probes": rows, "_text": text}
 
 
 @agent_tool

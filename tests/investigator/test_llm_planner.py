@@ -188,3 +188,34 @@ async def test_the_local_model_drives_the_loop_with_valid_tool_calls(tmp_path: P
     report = result.report
     assert report.planner == "llm" and report.cost.planner_tokens > 0
     assert report.cost.tool_calls >= 2
+
+
+def test_generated_labels_reach_the_planner_quoted(tmp_path: Path) -> None:
+    """A generated probe's label is its question, and the question quotes the transcript:
+    in the tool text the planner reads, every label sits inside a quoted block."""
+    script = WholeStepInvestigator()
+    planner = LLMPlanner(ScriptedModel(respond=script), tools=list(SMALL_MODEL_TOOLS), brief=True)
+    import asyncio
+
+    asyncio.run(
+        investigate(
+            precommit_incident("precommit-lazy-knowing"),
+            tmp_path,
+            planner=planner,
+            n=20,
+            backend="local",
+            blind=True,
+            limits=BudgetLimits(samples=300, tool_calls=6),
+        )
+    )
+    calls = {b.id: b.name for m in script.seen[-1].messages for b in m.tool_uses}
+    probed = [
+        r.text
+        for m in script.seen[-1].messages
+        for r in m.tool_results
+        if calls[r.tool_use_id] == "run_suggested_probes"
+    ]
+    assert probed and "git commit" in probed[0]  # a question that names the recorded command
+    for line in probed[0].splitlines():
+        label = json.loads(line.split(": ", 1)[1])["label"]
+        assert re.fullmatch(r"<untrusted-data-[0-9a-f]+>.*</untrusted-data-[0-9a-f]+>", label, re.S), label
