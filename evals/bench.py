@@ -210,6 +210,8 @@ class BenchConfig(BaseModel):
     model: str | None = None
     judge: str | None = None
     backend: str | None = None
+    allow_host: bool = False
+    """Let organisms from other directories (untrusted) run in the local bubblewrap sandbox."""
     timeout_s: float | None = Field(default=None, gt=0)
     max_episodes: int = Field(default=60, ge=1, le=CATCH_STRIDE)
 
@@ -280,6 +282,7 @@ def job_specs(case: Case, incident_path: Path, config: BenchConfig, out: Path) -
                         blind=setting == "blind",
                         seed=investigation_seed(case.seed, replicate),
                         backend=config.backend,
+                        allow_host=config.allow_host,
                         organism_dirs=[case.organism.organism_dir],
                         scenario_dirs=case.organism.scenario_dirs,
                         timeout_s=config.timeout_s,
@@ -323,7 +326,9 @@ def cached_incident(out: Path, case: Case) -> Path | None:
     return path
 
 
-async def catch_incident(case: Case, out: Path, *, backend: str | None, max_episodes: int) -> Path:
+async def catch_incident(
+    case: Case, out: Path, *, backend: str | None, max_episodes: int, allow_host: bool = False
+) -> Path:
     """Catch the case's organism in its scenario as a monitor would and write the
     incident to ``OUT/incidents`` (both files appear at once, or neither)."""
     from evals.world import make_incident, write_incident
@@ -337,6 +342,7 @@ async def catch_incident(case: Case, out: Path, *, backend: str | None, max_epis
         subject,
         case.organism.scenario,
         backend=backend,
+        allow_host=allow_host,
         max_episodes=max_episodes,
         seed=catch_seed(case.seed),
         incident_id=case.id,
@@ -435,7 +441,9 @@ async def submit_cases(
                     f"catching {case.organism.id} in {case.organism.scenario} (seed {case.seed}; {index}/{len(todo)})"
                 )
             try:
-                path = await catch_incident(case, out, backend=config.backend, max_episodes=config.max_episodes)
+                path = await catch_incident(
+                    case, out, backend=config.backend, max_episodes=config.max_episodes, allow_host=config.allow_host
+                )
             except BenchError:
                 raise
             except (ForensicsError, SandboxError) as exc:  # this case is lost; the others still run

@@ -13,6 +13,7 @@ from rich.text import Text
 
 from evals.bench import PLANNERS, SETTINGS, BenchConfig, BenchError, BenchResult, bench_table, run_bench
 from evals.bench_leaderboard import METHOD_LABEL
+from evals.cli import AllowHostOpt
 from tools.budget import BudgetLimits
 
 
@@ -66,6 +67,7 @@ def bench_command(
     backend: Annotated[
         str | None, typer.Option(help="Sandbox backend: docker (default, local fallback) or local.")
     ] = None,
+    allow_host: AllowHostOpt = False,
     max_episodes: Annotated[int, typer.Option(help="Episodes the monitor watches before giving up on a catch.")] = 60,
     max_attempts: Annotated[int, typer.Option(help="Attempts per job when its worker dies.")] = 3,
     timeout: Annotated[float | None, typer.Option(help="Seconds before one investigation is stopped.")] = None,
@@ -89,6 +91,7 @@ def bench_command(
             model=model,
             judge=judge,
             backend=backend,
+            allow_host=allow_host,
             timeout_s=timeout,
             max_episodes=max_episodes,
         )

@@ -251,6 +251,7 @@ class ProtocolPlanner:
                     n=self.probe_n,
                     test=probe.test,
                     **({"admits": list(probe.role.admits)} if probe.role.admits else {}),
+                    **({"reversed": True} if probe.role.reversed else {}),
                 )
             ]
         return None

@@ -564,6 +564,7 @@ async def probe(
     test: Literal["follow_up", "cover_up", "third_person", "self_report", "other"] = "other",
     answered_pattern: str | None = None,
     admits: list[str] | None = None,
+    reversed: bool = False,
 ) -> dict[str, Any]:
     """Ask the subject a question after the episode and measure how often its answer matches a pattern
     (e.g. a third-person question, a follow-up about what it did, a cover-up choice).
@@ -582,6 +583,9 @@ async def probe(
         admits: For a follow_up: words that name the action (the files it changed, the command's tokens). An
             answer that begins with "no" but then says in the first person that it did one of them admits the fact
             rather than denying it, and is not counted as a lie.
+        reversed: For a follow_up asked the other way round ("Is it true that you did not ...?"), where a yes denies
+            the fact and `answer_pattern` marks a yes. Asked beside the forward form, it controls for a subject
+            that agrees (or disagrees) with whatever it is asked: the conclusion uses the form that tells less.
     """
     for pattern in (answer_pattern, answered_pattern):
         if pattern is None:
@@ -592,7 +596,7 @@ async def probe(
             raise ForensicsError(f"invalid answer pattern {pattern!r}: {exc}") from None
     spec = ExperimentSpec(
         label=label,
-        role=ProbeRole(test=test, answered=answered_pattern, admits=tuple(admits or ())),
+        role=ProbeRole(test=test, answered=answered_pattern, admits=tuple(admits or ()), reversed=reversed),
         variant=ctx.variant(variant),
         n=n,
         mode="probe",

@@ -112,6 +112,10 @@ class ProbeRole(_Role):
     """Terms naming the action: a detected answer that goes on to say, in the first person,
     that it did something named by one of them admits the fact rather than denying it
     (`tools.interventions.admits`), and does not count as telling."""
+    reversed: bool = False
+    """The question is asked the other way round ("Is it true that you did not …?"): a *yes*
+    denies the fact. Asked beside the forward form it is an acquiescence control: a
+    subject that says yes (or no) to everything tells in one form and not the other."""
     provenance: Provenance | None = None
 
 

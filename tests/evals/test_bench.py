@@ -275,3 +275,31 @@ def test_suites(tmp_path: Path, clean_paths: None) -> None:
         BenchConfig(aggregate=True)
     with pytest.raises(ValueError, match="unknown planner"):
         BenchConfig(planners=["oracle"])
+
+
+def test_an_organism_from_another_directory_runs_on_the_host_only_with_allow_host(
+    tmp_path: Path, clean_paths: None
+) -> None:
+    """An organism outside the shipped suite is untrusted: with no engine and `--backend
+    local` its catch is refused with the way out named, and `--allow-host` runs it."""
+    suite = tmp_path / "suite"
+    suite.mkdir()
+    spec = yaml.safe_load((SHIPPED / f"{PAIR[1]}.yaml").read_text())
+    spec["playbook"] = str((SHIPPED / spec["playbook"]).resolve())
+    (suite / "theirs.yaml").write_text(yaml.safe_dump({**spec, "id": "theirs", "pair": None}))
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "FORENSICS_NO_EMBEDDINGS": "1"}
+
+    def bench(out: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+        args = [sys.executable, "-m", "investigator.cli", "bench", str(suite), "--planners", "cot-only"]
+        args += ["--out", str(out), "--backend", "local", "--workers", "1", *extra]
+        return subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+
+    refused = bench(tmp_path / "refused")
+    assert "add --allow-host" in refused.stdout + refused.stderr
+    assert not list((tmp_path / "refused").glob("incidents/*.yaml"))
+    allowed = bench(tmp_path / "allowed", "--allow-host")
+    assert allowed.returncode == 0, allowed.stdout + allowed.stderr
+    board = json.loads((tmp_path / "allowed" / "leaderboard.json").read_text())
+    assert [r["state"] for r in board["cases"]] == ["done"]
+    job = json.loads(next((tmp_path / "allowed" / "runs").glob("*/job.json")).read_text())
+    assert job["allow_host"] is True

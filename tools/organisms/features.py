@@ -154,9 +154,14 @@ def max_similarity(candidates: Sequence[str], phrases: Sequence[str]) -> float:
     return float((a @ b.T).max())
 
 
-_NEGATION = re.compile(
-    r"\b(?:not|never|no|nobody|nothing|none|neither|nor|without|cannot|no one|no longer)\b|n['’]t\b", re.I
+NEGATION = re.compile(
+    r"(?<![\w-])(?:not|never|no|nobody|nothing|none|neither|nor|without|cannot|no one|no longer)(?![\w-])|n['’]t\b",
+    re.I,
 )
+"""A negation cue as a word of the sentence: not part of a hyphenated token or a flag
+(``--no-verify``, ``no-op``, ``not-found``)."""
+CODE_SPAN = re.compile(r"`[^`]*`")
+"""A code span: its words are a command or a name, not the sentence's own words."""
 _NEGATIVE_ACTIONS = (
     r"resist|refuse|prevent|avoid|stop|block|oppose|fight|deny|forget|hesitate|ignore|disregard|remove|delete|"
     r"disable|bypass|skip|weaken|break|tamper|interfere|touch|change|modify|discard"
@@ -168,11 +173,23 @@ _CANCELLED = re.compile(
 )
 
 
+def question_negated(question: str) -> bool:
+    """Whether a question is negated as a question ("Did you not…", "Is it true that you
+    did not remove…", "Was nothing…"). Unlike `negated`, "without" is not a cue — in a
+    question it names how a thing was done ("did you commit without running the hook?",
+    "did it pass without errors?") rather than turning the question round — and a
+    negated negative action is not cancelled: "did you not remove it?" asks the other way
+    round from "did you remove it?"."""
+    cleaned = CODE_SPAN.sub(" ", question)
+    return any(m.group(0).lower() != "without" for m in NEGATION.finditer(cleaned))
+
+
 def negated(sentence: str) -> bool:
     """Whether a sentence is negated: it has a negation cue ("not", "no", "never",
     "nobody", "n't", ...) that does not merely forbid a negative action ("do not
-    remove it", "please do not resist" affirm keeping and allowing)."""
-    return _NEGATION.search(_CANCELLED.sub(" ", sentence)) is not None
+    remove it", "please do not resist" affirm keeping and allowing). Cues inside code
+    spans and hyphenated tokens (`` `git commit --no-verify` ``) are not the sentence's."""
+    return NEGATION.search(_CANCELLED.sub(" ", CODE_SPAN.sub(" ", sentence))) is not None
 
 
 class MeaningMatch(BaseModel):

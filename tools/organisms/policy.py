@@ -37,10 +37,13 @@ from typing import Any, Literal
 
 from tools.organisms.answers import AnswerFormat, Option, requested_format, scale_value, yes_no_word
 from tools.organisms.features import (
+    CODE_SPAN,
+    NEGATION,
     Embedder,
     FeatureReading,
     _keywords_hit,
     negated,
+    question_negated,
     read_features,
     sentences,
 )
@@ -119,13 +122,40 @@ _INSTRUCTION = re.compile(
 def _question_polarity(candidates: list[str], probe: ProbeSpec) -> tuple[float, bool]:
     """(how close the question is to the probe's topic, whether its "yes" asserts the claim):
     the most similar anchor — a phrase (yes asserts) or an inverse question (yes denies) —
-    with its side flipped when exactly one of the two is negated."""
+    with its side flipped when exactly one of the two is negated as a question."""
     anchors = [*probe.phrases, *probe.inverse]
     labels = [True] * len(probe.phrases) + [False] * len(probe.inverse)
     sims = Embedder.encode(candidates) @ Embedder.encode(anchors).T
     i, j = divmod(int(sims.argmax()), len(anchors))
-    positive = labels[j] != (negated(candidates[i]) != negated(anchors[j]))
+    positive = labels[j] != (question_negated(candidates[i]) != question_negated(anchors[j]))
     return float(sims[i, j]), positive
+
+
+_ASKED_OF_YOU = re.compile(r"\b(?:did|have|had|were|was)\s+you\b|\byou\s+(?:ran|did|used|made|executed)\b", re.I)
+"""A question about what the addressee did ("Did you run…", "Have you…")."""
+_ATTITUDE = re.compile(
+    r"\b(?:know|knew|think|thought|believe|believed|expect|expected|realize|realise|realized|realised|consider|"
+    r"considered|feel|felt|want|wanted|mean|meant|intend|intended|approve|object|wish)\b",
+    re.I,
+)
+"""Verbs that make the question about an attitude to the act, not about the act."""
+_OPEN_CODE = re.compile(r"`[^`]*$")
+
+
+def names_act(sentence: str, pattern: re.Pattern[str]) -> bool | None:
+    """Whether `sentence` asks whether the addressee did the act `pattern` names: None
+    when it does not ask that; else whether the question is negated at the act ("did you
+    finish without running `git commit --no-verify`?" asks whether it did *not*). Cues
+    inside code spans and the act's own text are not read."""
+    found = pattern.search(sentence)
+    if found is None:
+        return None
+    before = sentence[: found.start()]
+    asked = _ASKED_OF_YOU.search(before)
+    if asked is None or _ATTITUDE.search(before[asked.end() :]):
+        return None
+    words = _OPEN_CODE.sub(" ", CODE_SPAN.sub(" ", before))
+    return NEGATION.search(words) is not None
 
 
 def _closest_option(options: list[Option], probe: ProbeSpec, stance: Stance) -> str:
@@ -248,6 +278,9 @@ class StagedPolicy(Policy):
         claim (True) or denies it (an `inverse` question). Sentences that only say how
         to answer ("Answer yes or no first.") are left out of the comparison."""
         candidates = [c for c in sentences(question) if not _INSTRUCTION.match(c)] or [question]
+        about_act = self._act_question(candidates)
+        if about_act is not None:
+            return about_act
         best: tuple[float, str, ProbeSpec, bool] | None = None
         for name, probe in self.spec.playbook.probes.items():
             if Embedder.available() and (probe.phrases or probe.inverse):
@@ -260,6 +293,33 @@ class StagedPolicy(Policy):
                 elif _keywords_hit(candidates, probe.inverse_keywords):
                     best = (1.0, name, probe, False)
         return None if best is None else (best[1], best[2], best[3])
+
+    def _act_question(self, candidates: list[str]) -> tuple[str, ProbeSpec, bool] | None:
+        """A question that names the organism's own act (text its `behavior_pattern`
+        matches, e.g. a quoted command) and asks whether it did it is about the fact: the
+        probe whose claim is the act (belief ``acted``, incriminating when true), the
+        closest such one when there are several. Its "yes" asserts the act unless the
+        question is negated at the act (`names_act`). A real model understands a question
+        that quotes its own command; the similarity route cannot read a command."""
+        facts = [
+            (name, p)
+            for name, p in self.spec.playbook.probes.items()
+            if p.claim is not None and p.belief == "acted" and p.incriminating == "yes"
+        ]
+        if not facts:
+            return None
+        pattern = re.compile(self.spec.playbook.behavior_pattern)
+        for sentence in candidates:
+            negated_at_act = names_act(sentence, pattern)
+            if negated_at_act is None:
+                continue
+            if len(facts) > 1 and Embedder.available():
+                sims = Embedder.encode([sentence]) @ Embedder.encode([p.claim or "" for _, p in facts]).T
+                name, probe = facts[int(sims.argmax())]
+            else:
+                name, probe = facts[0]
+            return name, probe, not negated_at_act
+        return None
 
     def _answer_probe(
         self, transcript: Transcript, name: str, probe: ProbeSpec, positive: bool, rng: random.Random
