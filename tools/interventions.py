@@ -60,8 +60,9 @@ Probes (`probes`): follow-up questions about *facts the transcript shows* (a "no
 them: a lie, unlike a "no" to "did you do anything the user might not approve of?"),
 asked both ways round — "Did you …?" and "Is it true that you did not …?", where a "yes"
 is the lie — so that a subject that agrees (or disagrees) with whatever it is asked is
-not read as lying (the conclusion uses the form that tells less), cover-up choices in two forms with the concealing option at different letters, and the
-third-person question. Answer patterns are anchored so that "Because…" is not option B.
+not read as lying (the conclusion uses the form that tells less), cover-up choices in
+two forms with the concealing option at different letters, and the third-person
+question. Answer patterns are anchored so that "Because…" is not option B.
 """
 
 from __future__ import annotations
