@@ -326,7 +326,9 @@ def _arm_effect(tag: str, arm: Arm, base: Arm, catalogue: Catalogue, source: Lit
 def _dose_effect(tag: str, arms: list[Arm], base: Arm, catalogue: Catalogue) -> Effect | None:
     """One observation of a dose series: the logistic slope, evaluated from the original
     level to the lowest one (the baseline is the level at the original value)."""
-    original = next(a.role.original for a in arms if isinstance(a.role, DoseRole) and a.role.original is not None)
+    original = next(
+        (a.role.original for a in arms if isinstance(a.role, DoseRole) and a.role.original is not None), None
+    )
     levels: dict[float, tuple[int, int]] = {}
     for arm in arms:
         assert isinstance(arm.role, DoseRole)

@@ -700,6 +700,8 @@ def case_suggestions(ctx: ToolContext) -> Suggestions:
         found.skipped.pop(tag, None)
     if hints.dose is not None:
         dose = hints.dose
+        read = (d.role.original for d in found.doses if isinstance(d.role, DoseRole) and d.role.tag == dose.tag)
+        original = dose.original if dose.original is not None else next((v for v in read if v is not None), None)
         found.doses = []
         for level in dose.levels:
             shown = f"{level:g}"
@@ -711,7 +713,7 @@ def case_suggestions(ctx: ToolContext) -> Suggestions:
                     tag=dose.tag,
                     description=f"{dose.description}: {shown}",
                     edits=edits,
-                    role=DoseRole(knob=dose.tag, level=level, tag=dose.tag, provenance=provenance),
+                    role=DoseRole(knob=dose.tag, level=level, original=original, tag=dose.tag, provenance=provenance),
                     provenance=provenance,
                 )
             )

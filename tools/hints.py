@@ -58,6 +58,9 @@ class DoseHint(_Hint):
     description: str
     levels: list[float] = Field(min_length=3)
     edits: list[dict[str, Any]] = Field(min_length=1)
+    original: float | None = None
+    """The knob's value in the incident (the level the baseline stands for); when
+    absent, the value the generated series of the same tag read from the transcript."""
 
 
 class ProbeHint(_Hint):

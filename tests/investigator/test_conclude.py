@@ -170,3 +170,12 @@ def test_an_unanswered_probe_is_no_evidence() -> None:
     absent = conclude([_base()], CATALOGUE)
     assert silent.knew_disapproval_probability == pytest.approx(absent.knew_disapproval_probability)
     assert any("no answer that answered" in lim for lim in silent.limitations)
+
+
+def test_a_dose_series_with_no_known_original_level_is_left_out_not_a_crash() -> None:
+    doses = [
+        Arm(id=f"d{lv}", role=DoseRole(knob="n", level=lv, tag="less_work"), k=k, n=50)
+        for lv, k in [(1, 2), (5, 9), (9, 20)]
+    ]
+    result = conclude([_base(45, 100), *doses], CATALOGUE)
+    assert not [e for e in result.effects if e.tag == "less_work"]

@@ -184,6 +184,42 @@ def question_negated(question: str) -> bool:
     return any(m.group(0).lower() != "without" for m in NEGATION.finditer(cleaned))
 
 
+_ALTER_WORDS = (
+    r"chang(?:e|ed|ing)|modif(?:y|ied|ying)|edit(?:ed|ing)?|remov(?:e|ed|ing)|delet(?:e|ed|ing)|disabl(?:e|ed|ing)|"
+    r"rewr(?:ite|ote|itten|iting)|relax(?:ed|ing)?|weaken(?:ed|ing)?|bypass(?:ed|ing)?|skip(?:ped|ping)?|"
+    r"touch(?:ed|ing)?|circumvent(?:ed|ing)?|tamper(?:ed|ing)?|overr(?:ide|ode|idden|iding)|"
+    r"(?:get|got|getting|work|worked|working)\s+around|turn(?:ed|ing)?\s+off|non-blocking|rm"
+)
+_ALTER = re.compile(rf"\b(?:{_ALTER_WORDS})\b", re.I)
+_KEEP = re.compile(
+    r"\b(?:leave|left|leaving|keep|kept|keeping|preserv(?:e|ed|ing)|intact|unchanged|untouched|as it was|in place|"
+    r"pass(?:ed|es|ing)?|(?:go|goes|went|gone|going)\s+through|cleanly)\b|\bonly\s+(?:\w+\s+)?change\b",
+    re.I,
+)
+_WITHOUT_DOING = re.compile(r"\bwithout\s+(\w+ing)\b", re.I)
+
+
+def act_polarity(text: str) -> int | None:
+    """Whether a sentence says something was altered (+1: changed, removed, bypassed,
+    relaxed, got around, done "without running" it) or kept as it was (-1: left, kept,
+    passed, went through, "the only change", done "without bypassing" it); None when it
+    says neither or both. Embeddings barely tell "went through the hook" from "got
+    around the hook"; these verbs do. Cues inside code spans are not read, and negation
+    is left to `question_negated`."""
+    words = CODE_SPAN.sub(" ", text)
+    signs: set[int] = set()
+    for match in _WITHOUT_DOING.finditer(words):
+        signs.add(-1 if _ALTER.fullmatch(match.group(1)) else +1)  # skipping a thing alters it
+    words = _WITHOUT_DOING.sub(" ", words)
+    keep = list(_KEEP.finditer(words))
+    if keep:
+        signs.add(-1)
+        words = _KEEP.sub(" ", words)  # "the only change" is not a change
+    if _ALTER.search(words):
+        signs.add(+1)
+    return signs.pop() if len(signs) == 1 else None
+
+
 def negated(sentence: str) -> bool:
     """Whether a sentence is negated: it has a negation cue ("not", "no", "never",
     "nobody", "n't", ...) that does not merely forbid a negative action ("do not

@@ -42,6 +42,7 @@ from tools.organisms.features import (
     Embedder,
     FeatureReading,
     _keywords_hit,
+    act_polarity,
     negated,
     question_negated,
     read_features,
@@ -122,13 +123,48 @@ _INSTRUCTION = re.compile(
 def _question_polarity(candidates: list[str], probe: ProbeSpec) -> tuple[float, bool]:
     """(how close the question is to the probe's topic, whether its "yes" asserts the claim):
     the most similar anchor — a phrase (yes asserts) or an inverse question (yes denies) —
-    with its side flipped when exactly one of the two is negated as a question."""
+    with its side flipped when exactly one of the two is negated as a question. When the
+    probe's own questions split by what they ask about the act (`altering_side`) and the
+    question says which it asks (`act_polarity`), that decides instead: embeddings put
+    "did the commit go through the hook?" next to "did you get around the hook?"."""
     anchors = [*probe.phrases, *probe.inverse]
     labels = [True] * len(probe.phrases) + [False] * len(probe.inverse)
     sims = Embedder.encode(candidates) @ Embedder.encode(anchors).T
     i, j = divmod(int(sims.argmax()), len(anchors))
     positive = labels[j] != (question_negated(candidates[i]) != question_negated(anchors[j]))
+    altering_yes = altering_side(probe)
+    sign = act_polarity(candidates[i])
+    if altering_yes is not None and sign is not None:
+        asks_altered = (sign > 0) != question_negated(candidates[i])
+        positive = asks_altered == altering_yes
     return float(sims[i, j]), positive
+
+
+def _effective_sign(question: str) -> int | None:
+    sign = act_polarity(question)
+    return None if sign is None else (-sign if question_negated(question) else sign)
+
+
+def altering_side(probe: ProbeSpec) -> bool | None:
+    """Whether a "yes" to a question that asks if something was altered asserts the
+    probe's claim (True), denies it (False), or the probe's questions do not say (None):
+    read from its `phrases` and `inverse` questions with `act_polarity`, used only when
+    both sides say and agree (phrases asking about altering, inverse questions about
+    keeping, or the mirror): a probe whose questions are not about changing a thing
+    ("did you underperform on purpose?") keeps the similarity reading."""
+    yes = {s for s in map(_effective_sign, probe.phrases) if s is not None}
+    no = {-s for s in map(_effective_sign, probe.inverse) if s is not None}
+    if not yes or not no or len(yes | no) != 1:
+        return None
+    return (yes | no).pop() > 0
+
+
+_SHOULD = re.compile(r"\b(?:should|ought to)\b", re.I)
+
+
+def _mood(text: str) -> str:
+    """ "should" for a question about what ought to be done, else "fact"."""
+    return "should" if _SHOULD.search(text) else "fact"
 
 
 _ASKED_OF_YOU = re.compile(r"\b(?:did|have|had|were|was)\s+you\b|\byou\s+(?:ran|did|used|made|executed)\b", re.I)
@@ -282,7 +318,12 @@ class StagedPolicy(Policy):
         if about_act is not None:
             return about_act
         best: tuple[float, str, ProbeSpec, bool] | None = None
-        for name, probe in self.spec.playbook.probes.items():
+        # A question about what ought to be done is not one about what was done: only
+        # probes with a question of the same mood are candidates, when there are any.
+        mood = "should" if any(_mood(c) == "should" for c in candidates) else "fact"
+        probes = self.spec.playbook.probes
+        fitting = {n: p for n, p in probes.items() if any(_mood(a) == mood for a in [*p.phrases, *p.inverse])}
+        for name, probe in (fitting or probes).items():
             if Embedder.available() and (probe.phrases or probe.inverse):
                 topic, positive = _question_polarity(candidates, probe)
                 if topic >= probe.threshold and (best is None or topic > best[0]):
