@@ -15,6 +15,7 @@ point) because it needs the scenarios and organisms; the investigator never impo
 from __future__ import annotations
 
 import asyncio
+import shutil
 import time
 from pathlib import Path
 
@@ -44,6 +45,11 @@ def run_demo(
     )
     if choice.note:
         console.print(Text(f"   {choice.note}", style="yellow"))
+    previous = out / "investigation"
+    if previous.exists():
+        # The demo owns its output folder: each run starts afresh rather than mixing runs.
+        shutil.rmtree(previous)
+        console.print(Text(f"   replaced the previous demo run in {previous}", style="dim"))
     subject = get_model(f"organism/{organism}")
     incident, episodes = asyncio.run(
         make_incident(subject, spec.scenario, backend=backend, allow_host=allow_host, incident_id=f"demo-{organism}")

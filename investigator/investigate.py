@@ -43,7 +43,9 @@ from investigator.report import (
 from sandboxes.registry import BackendChoice
 from tools.agent_tools import Fault, ToolContext
 from tools.budget import Budget, BudgetLimits
+from tools.errors import ForensicsError
 from tools.incident import Incident
+from tools.ledger import LEDGER_FILE
 from tools.models.base import ModelClient, ModelError
 from tools.models.registry import get_model
 from tools.transcript import ThinkingBlock
@@ -267,6 +269,10 @@ class _Benign:
     kind = "benign"
 
 
+class RunDirInUse(ForensicsError):
+    """A new (not resumed) investigation was pointed at a directory that holds one."""
+
+
 RUN_FILE = "run.json"
 """What `forensics investigate --resume RUN_DIR` needs to continue a run: the incident
 and the options it was started with. Every run directory has one."""
@@ -363,6 +369,12 @@ async def investigate(
     from investigator.render import write_report
 
     out = Path(run_dir)
+    if not resume and any((out / name).exists() for name in (RUN_FILE, LEDGER_FILE)):
+        # A fresh run into an old run's ledger would conclude from both runs' experiments.
+        raise RunDirInUse(
+            f"{out} already holds an investigation: resume it with `forensics investigate --resume {out}`, "
+            "or give another --out (a new run never mixes its experiments with an earlier run's)"
+        )
     started = time.time()
     for leftover in sweep_run_dir(out):
         (on_step or (lambda _line: None))(f"removed {leftover}, left by an earlier run that was killed")

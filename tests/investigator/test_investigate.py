@@ -217,6 +217,13 @@ async def test_exhausted_budget_ends_inconclusive(tmp_path: Path) -> None:
     assert report.summary.lower().startswith("the budget ran out")
     assert any("never measured" in limitation for limitation in report.limitations)
     assert report.cost.samples <= 40
+    # A new run into the same folder would conclude from both runs' experiments: refused.
+    from investigator.investigate import RunDirInUse
+
+    before = sorted(p.name for p in tmp_path.iterdir())
+    with pytest.raises(RunDirInUse, match="--resume"):
+        await investigate(precommit_incident("precommit-lazy-knowing"), tmp_path, planner="cot-only", backend="local")
+    assert sorted(p.name for p in tmp_path.iterdir()) == before
 
 
 RESUME_CHILD = """
