@@ -457,6 +457,10 @@ async def investigate(
     graph = build_graph(ctx, chosen, finish=finish, hooks=Hooks(on_step))
     try:
         state = await run_graph(graph, out, incident.id, resume=resume)
+        if not (out / "report.json").exists():
+            # Killed between the last node's writes and its report (a resumed run whose
+            # checkpoint is complete): write the report from the same state and ledger.
+            state = {**state, **(await finish(ctx, state))}
     finally:
         case.close()
     report = ForensicsReport.model_validate_json((out / "report.json").read_text(encoding="utf-8"))
